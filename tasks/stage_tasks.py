@@ -1,0 +1,52 @@
+"""Thin Prefect tasks over the stage registry: skip what DVC says is up to date, run the
+stage function, record the run in dvc.lock and DVC's cache exactly as `dvc repro` would."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.logging import get_run_logger
+from prefect.states import Completed
+
+from tinybert.stages import BY_NAME, run_stage
+
+
+def _stage_is_up_to_date(repo_root: Path, name: str) -> bool:
+    from dvc.repo import Repo
+
+    with Repo(str(repo_root)) as repo:
+        return not repo.status(targets=[name])
+
+
+def _commit_stage(repo_root: Path, name: str) -> None:
+    from dvc.repo import Repo
+
+    with Repo(str(repo_root)) as repo:
+        repo.commit(name, force=True)
+
+
+# DVC's content hashes are the cache key (data, parameters and code); Prefect's own result
+# cache would key on the task's arguments and miss a changed input file.
+@task(cache_policy=NO_CACHE, retry_delay_seconds=10, log_prints=True)
+def run_stage_task(name: str, repo_root: str = ".", params: str = "params.yaml", force: bool = False):
+    logger = get_run_logger()
+    root = Path(repo_root).resolve()
+    if not force and _stage_is_up_to_date(root, name):
+        logger.info("stage %s is up to date (dvc status): skipped", name)
+        return Completed(message=f"{name}: up to date", name="Cached")
+    if Path.cwd().resolve() != root:
+        # Stage paths (and relative paths in params.yaml) are relative to the repository root,
+        # as under `dvc repro`; the flow runs stages one at a time, so changing directory is safe.
+        os.chdir(root)
+    logger.info("running stage %s", name)
+    run_stage(name, params)
+    _commit_stage(root, name)
+    logger.info("stage %s done; recorded in dvc.lock", name)
+    return Completed(message=f"{name}: ran", name="Completed")
+
+
+def stage_task(name: str):
+    """``run_stage_task`` named after the stage, with that stage's retry count."""
+    return run_stage_task.with_options(name=name, task_run_name=name, retries=BY_NAME[name].retries)

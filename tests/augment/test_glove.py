@@ -1,0 +1,106 @@
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from gensim.models import KeyedVectors
+
+from tinybert.augment.glove import GloveNeighbours, load_glove
+from tinybert.errors import InputError
+
+from .conftest import TINY_VECTORS
+
+
+def write_text_glove(path, header=False):
+    lines = [f"{w} {' '.join(str(x) for x in v)}" for w, v in TINY_VECTORS.items()]
+    if header:
+        lines.insert(0, f"{len(lines)} 2")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_neighbours_are_the_k_nearest_by_cosine_without_the_word_itself(tiny_kv):
+    found = GloveNeighbours(tiny_kv, k=2).neighbours(["cat", "unbelievably"])
+    assert found == {"cat": ["dog", "puppy"], "unbelievably": ["incredibly", "remarkably"]}
+
+
+def test_similarity_is_cosine_not_raw_dot_product():
+    kv = KeyedVectors(vector_size=2, dtype=np.float32)
+    # "long" has the larger dot product with "cat" but points further away.
+    kv.add_vectors(["cat", "long", "near"], np.array([[1, 0], [10, 5], [1, 0.1]], dtype=np.float32))
+    assert GloveNeighbours(kv, k=1).neighbours(["cat"]) == {"cat": ["near"]}
+
+
+def test_title_case_word_gets_title_cased_candidates(tiny_kv):
+    found = GloveNeighbours(tiny_kv, k=2).neighbours(["Cat", "CAT"])
+    assert found["Cat"] == ["Dog", "Puppy"]
+    assert found["CAT"] == ["dog", "puppy"]  # looked up lower-cased, not title case
+
+
+def test_word_not_in_glove_has_no_candidates(tiny_kv):
+    assert GloveNeighbours(tiny_kv, k=3).neighbours(["zyxqv"]) == {"zyxqv": []}
+
+
+def test_fewer_vectors_than_k_gives_all_others(tiny_kv):
+    assert len(GloveNeighbours(tiny_kv, k=50).neighbours(["cat"])["cat"]) == len(TINY_VECTORS) - 1
+
+
+def test_each_distinct_word_is_searched_once(tiny_kv, monkeypatch):
+    glove = GloveNeighbours(tiny_kv, k=2, batch_size=2)
+    calls = []
+    real = glove._search
+    monkeypatch.setattr(glove, "_search", lambda batch: (calls.append(list(batch)), real(batch)))
+    glove.neighbours(["cat", "Cat", "car", "cat", "zyxqv"])
+    glove.neighbours(["cat", "car"])
+    assert calls == [["car", "cat"]]
+
+
+def test_batched_search_matches_one_word_at_a_time(tiny_kv):
+    words = list(TINY_VECTORS)
+    assert GloveNeighbours(tiny_kv, k=3, batch_size=1).neighbours(words) == \
+        GloveNeighbours(tiny_kv, k=3, batch_size=64).neighbours(words)
+
+
+def test_text_file_loads_first_limit_vectors(tmp_path):
+    kv = load_glove(str(write_text_glove(tmp_path / "glove.txt")), limit=3)
+    assert kv.index_to_key == ["cat", "dog", "puppy"]
+    np.testing.assert_allclose(kv["dog"], [0.95, 0.05])
+
+
+def test_text_file_with_word2vec_header_loads(tmp_path):
+    kv = load_glove(str(write_text_glove(tmp_path / "glove.txt", header=True)), limit=100)
+    assert len(kv) == len(TINY_VECTORS)
+
+
+def test_gensim_kv_file_loads_and_is_truncated(tmp_path, tiny_kv):
+    tiny_kv.save(str(tmp_path / "vectors.kv"))
+    kv = load_glove(str(tmp_path / "vectors.kv"), limit=2)
+    assert kv.index_to_key == ["cat", "dog"]
+    assert kv.vectors.shape == (2, 2)
+
+
+def test_npy_and_parquet_folder_loads_fortran_ordered_matrix(tmp_path):
+    vectors = np.asfortranarray(np.array(list(TINY_VECTORS.values()), dtype=np.float32))
+    np.save(tmp_path / "emb.npy", vectors)
+    pq.write_table(pa.table({"index": list(TINY_VECTORS)}), tmp_path / "index.parquet")
+    kv = load_glove(str(tmp_path), limit=4)
+    assert kv.index_to_key == list(TINY_VECTORS)[:4]
+    assert kv.vectors.shape == (4, 2)  # no pre-allocated empty rows
+    np.testing.assert_allclose(kv["puppy"], [0.9, 0.1])
+
+
+def test_embedded_glove_loads_first_rows():
+    kv = load_glove("embedded:glove-6b-50d", limit=1000)
+    assert len(kv) == 1000 and kv.vector_size == 50
+    assert kv.index_to_key[:3] == ["the", ",", "."]
+
+
+def test_missing_glove_file_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="nowhere.txt"):
+        load_glove(str(tmp_path / "nowhere.txt"), limit=10)
+
+
+def test_unreadable_glove_file_is_an_input_error_naming_it(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("cat 1.0 oops\ndog 1.0\n")
+    with pytest.raises(InputError, match="bad.txt"):
+        load_glove(str(bad), limit=10)

@@ -1,0 +1,117 @@
+import pytest
+import torch
+
+from tinybert.augment.mlm import MlmCandidates, build_mlm_input, sentence_pieces
+from tinybert.augment.words import basic_words
+
+from .conftest import make_mlm
+
+SENTENCES = [
+    "The cat sat on the unbelievably soft mat.",
+    "Héllo, World! It's $3.50 for a zyxqv, isn't it?",
+    "A dog.",
+    "",
+    "Paris is the capital of France and home to the Louvre museum.",
+]
+
+
+@pytest.mark.parametrize("text", SENTENCES)
+def test_pieces_of_basic_words_equal_pieces_of_whole_sentence(tokenizer, text):
+    (layout,) = sentence_pieces(tokenizer, [basic_words(tokenizer, text)])
+    assert layout.ids == tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_word_pieces_map_back_to_basic_words(tokenizer):
+    words = basic_words(tokenizer, "the unbelievably soft cat")
+    (layout,) = sentence_pieces(tokenizer, [words])
+    assert [len(p) for p in layout.word_pieces] == [1, 5, 1, 1]  # un ##bel ##ie ##va ##bly
+    assert layout.word_pieces[2] == [6]
+
+
+def test_mlm_input_is_masked_copy_then_original_with_segments():
+    ids, types = build_mlm_input([11, 12, 13], 1, cls_id=1, sep_id=2, mask_id=9)
+    assert ids == [1, 11, 9, 13, 2, 11, 12, 13, 2]
+    assert types == [0, 0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_mlm_input_is_truncated_at_512():
+    ids, types = build_mlm_input(list(range(100, 400)), 0, cls_id=1, sep_id=2, mask_id=9)
+    assert len(ids) == len(types) == 512
+    assert ids[:3] == [1, 9, 101] and types[301] == 0 and types[302] == 1
+
+
+def test_single_piece_word_gets_mlm_candidates(tokenizer):
+    model = make_mlm(tokenizer, {"dog": 100.0, "bird": 90.0, "fish": 80.0})
+    mlm = MlmCandidates(model, tokenizer, k=3, batch_size=8)
+    words = basic_words(tokenizer, "the cat sat")
+    assert mlm.candidates([words], [[1, 2]]) == [{1: ["dog", "bird", "fish"], 2: ["dog", "bird", "fish"]}]
+
+
+def test_multi_piece_word_gets_no_mlm_candidates(tokenizer):
+    mlm = MlmCandidates(make_mlm(tokenizer), tokenizer, k=3, batch_size=8)
+    words = basic_words(tokenizer, "the unbelievably soft cat")
+    assert mlm.candidates([words], [[1, 3]])[0].keys() == {3}
+
+
+def test_word_piece_candidates_are_dropped_so_sets_can_be_smaller_than_k(tokenizer):
+    model = make_mlm(tokenizer, {"##ing": 100.0, "dog": 90.0, "##s": 80.0})
+    mlm = MlmCandidates(model, tokenizer, k=3, batch_size=8)
+    assert mlm.candidates([["the", "cat"]], [[1]]) == [{1: ["dog"]}]
+
+
+def test_model_sees_masked_sentence_then_original_with_segment_ids(tokenizer):
+    model = make_mlm(tokenizer)
+    seen = []
+    model.bert.register_forward_pre_hook(lambda mod, args, kwargs: seen.append(kwargs), with_kwargs=True)
+    mlm = MlmCandidates(model, tokenizer, k=3, batch_size=8)
+    mlm.candidates([["the", "cat", "sat"], ["a", "dog"]], [[1], [1]])
+    batch = seen[0]
+    cls, sep, mask = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.mask_token_id
+    the, cat, sat, a, dog = tokenizer.convert_tokens_to_ids(["the", "cat", "sat", "a", "dog"])
+    pad = tokenizer.pad_token_id
+    assert batch["input_ids"].tolist() == [
+        [cls, the, mask, sat, sep, the, cat, sat, sep],  # longest first
+        [cls, a, mask, sep, a, dog, sep, pad, pad],
+    ]
+    assert batch["token_type_ids"].tolist() == [[0, 0, 0, 0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1, 1, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1] * 9, [1] * 7 + [0, 0]]
+
+
+def test_lm_head_runs_only_at_masked_positions(tokenizer):
+    model = make_mlm(tokenizer)
+    rows = []
+    model.cls.register_forward_hook(lambda mod, args, out: rows.append(out.shape[0]))
+    MlmCandidates(model, tokenizer, k=3, batch_size=8).candidates([["the", "cat", "sat", "down"]], [[1, 2, 3]])
+    assert rows == [3]
+
+
+def test_masked_logits_equal_full_model_logits(tokenizer):
+    model = make_mlm(tokenizer)
+    words = ["the", "cat", "sat"]
+    (layout,) = sentence_pieces(tokenizer, [words])
+    ids, types = build_mlm_input(layout.ids, 1, cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id,
+                                 mask_id=tokenizer.mask_token_id)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids]), token_type_ids=torch.tensor([types])).logits[0, 2]
+    expected = [t for t in tokenizer.convert_ids_to_tokens(torch.topk(logits, 15).indices.tolist())
+                if not t.startswith("##")]
+    assert MlmCandidates(model, tokenizer, k=15, batch_size=8).candidates([words], [[1]]) == [{1: expected}]
+
+
+def test_batching_does_not_change_candidates(tokenizer):
+    model = make_mlm(tokenizer)
+    sentences = [basic_words(tokenizer, s) for s in SENTENCES]
+    targets = [list(range(len(words))) for words in sentences]
+    one = MlmCandidates(model, tokenizer, k=15, batch_size=1).candidates(sentences, targets)
+    many = MlmCandidates(model, tokenizer, k=15, batch_size=64).candidates(sentences, targets)
+    alone = [MlmCandidates(model, tokenizer, k=15, batch_size=64).candidates([s], [t])[0]
+             for s, t in zip(sentences, targets)]
+    assert one == many == alone
+    assert sum(len(found) for found in one) > 20
+
+
+def test_single_piece_pushed_past_512_keeps_no_candidates(tokenizer):
+    words = ["cat"] * 600  # the input is cut at 512, inside the masked copy
+    mlm = MlmCandidates(make_mlm(tokenizer), tokenizer, k=3, batch_size=64)
+    (found,) = mlm.candidates([words], [[0, 510, 511]])
+    assert found[511] == [] and len(found[510]) > 0 and len(found[0]) > 0

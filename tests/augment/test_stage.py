@@ -1,0 +1,149 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tinybert.augment import stage
+from tinybert.config import AugmentConfig, BackboneConfig
+from tinybert.errors import InputError
+from tinybert.io import read_sharded
+
+from .conftest import TINY_VECTORS, make_mlm
+
+BACKBONE = BackboneConfig()
+
+
+@pytest.fixture(scope="module")
+def mlm_dir(tmp_path_factory, tokenizer):
+    # k=1 below: every single-piece eligible word's only candidate is "dog".
+    folder = tmp_path_factory.mktemp("mlm")
+    make_mlm(tokenizer, {"dog": 100.0}).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def glove_file(tmp_path):
+    path = tmp_path / "glove.txt"
+    path.write_text("".join(f"{w} {v[0]} {v[1]}\n" for w, v in TINY_VECTORS.items()))
+    return str(path)
+
+
+def write_task(folder, rows, pairs=False):
+    folder.mkdir(parents=True, exist_ok=True)
+    columns = {
+        "text": [r[0] for r in rows],
+        "text_b": pa.array([r[1] for r in rows], pa.string()),
+        "label": pa.array([r[2] for r in rows], pa.float64()),
+        "id": pa.array([r[3] for r in rows], pa.int64()),
+    }
+    if not pairs:
+        del columns["text_b"]
+    pq.write_table(pa.table(columns), folder / "train.parquet")
+    return folder
+
+
+SINGLE = [
+    ("The cat sat on the unbelievably soft mat.", None, 1.0, 10),
+    ("42 !!", None, 0.0, 11),
+    ("Stupid zyxqv.", None, 0.5, 12),
+]
+
+
+def run(tmp_path, glove_file, mlm_dir, rows=SINGLE, pairs=False, **overrides):
+    cfg = AugmentConfig(**{"glove": glove_file, "k": 1, "p_t": 1.0, "n_aug": 5, **overrides})
+    task = write_task(tmp_path / "task", rows, pairs)
+    stage.run(BACKBONE, cfg, task_dir=task, mlm_dir=mlm_dir, out_dir=tmp_path / "out")
+    return read_sharded(tmp_path / "out"), json.loads((tmp_path / "out" / "manifest.json").read_text())
+
+
+def test_stage_writes_original_then_hand_computed_variants(tmp_path, glove_file, mlm_dir):
+    table, manifest = run(tmp_path, glove_file, mlm_dir)
+    assert table.schema == stage.SCHEMA
+    assert table.to_pylist() == [
+        dict(id=0, source_id=10, text="The cat sat on the unbelievably soft mat.", text_b=None, label=1.0, is_original=True),
+        dict(id=1, source_id=10, text="the dog dog on the incredibly dog dog .", text_b=None, label=1.0, is_original=False),
+        dict(id=2, source_id=11, text="42 !!", text_b=None, label=0.0, is_original=True),
+        dict(id=3, source_id=12, text="Stupid zyxqv.", text_b=None, label=0.5, is_original=True),
+        dict(id=4, source_id=12, text="dog zyxqv .", text_b=None, label=0.5, is_original=False),
+    ]
+    assert manifest["rows"] == 5 and set(stage.MANIFEST_KEYS) <= manifest.keys()
+    assert {k: manifest[k] for k in ("p_t", "n_aug", "k", "seed", "source_rows", "generated_rows")} == \
+        dict(p_t=1.0, n_aug=5, k=1, seed=42, source_rows=3, generated_rows=2)
+    assert (manifest["words_mlm"], manifest["words_glove"], manifest["words_itself"]) == (5, 1, 1)
+
+
+def test_pairs_pair_each_sentence_variants_with_the_original_other(tmp_path, glove_file, mlm_dir):
+    rows = [("A cat.", "An unbelievably soft mat!", 2.0, 7)]
+    table, _ = run(tmp_path, glove_file, mlm_dir, rows=rows, pairs=True)
+    assert [(r["text"], r["text_b"], r["is_original"]) for r in table.to_pylist()] == [
+        ("A cat.", "An unbelievably soft mat!", True),
+        ("a dog .", "An unbelievably soft mat!", False),
+        ("A cat.", "an incredibly dog dog !", False),
+    ]
+    assert table.column("label").to_pylist() == [2.0] * 3
+
+
+def test_p_zero_keeps_only_original_rows(tmp_path, glove_file, mlm_dir):
+    table, manifest = run(tmp_path, glove_file, mlm_dir, p_t=0.0, k=5, n_aug=20)
+    assert table.column("is_original").to_pylist() == [True] * 3
+    assert manifest["generated_rows"] == 0
+
+
+def test_max_examples_and_shard_rows_are_honoured(tmp_path, glove_file, mlm_dir):
+    table, manifest = run(tmp_path, glove_file, mlm_dir, max_examples=2, shard_rows=2, p_t=0.5, k=5, n_aug=10)
+    assert set(table.column("source_id").to_pylist()) == {10, 11}
+    assert len(manifest["shards"]) == (table.num_rows + 1) // 2
+    assert manifest["source_rows"] == 2
+
+
+def test_output_does_not_depend_on_chunking(tmp_path, glove_file, mlm_dir, monkeypatch):
+    rows = SINGLE + [("A cat and a dog!", "Soft mats.", 1.0, 13)]
+    whole, _ = run(tmp_path / "a", glove_file, mlm_dir, rows=rows, pairs=True, p_t=0.5, k=5, n_aug=10)
+    monkeypatch.setattr(stage, "CHUNK_EXAMPLES", 1)
+    one_by_one, _ = run(tmp_path / "b", glove_file, mlm_dir, rows=rows, pairs=True, p_t=0.5, k=5, n_aug=10)
+    assert whole.equals(one_by_one)
+    assert whole.num_rows > len(rows)
+
+
+def test_missing_training_set_is_an_input_error(tmp_path, glove_file, mlm_dir):
+    (tmp_path / "task").mkdir()
+    with pytest.raises(InputError, match="train.parquet"):
+        stage.run(BACKBONE, AugmentConfig(glove=glove_file), task_dir=tmp_path / "task", mlm_dir=mlm_dir,
+                  out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_mlm_folder_is_an_input_error(tmp_path, glove_file):
+    task = write_task(tmp_path / "task", SINGLE)
+    with pytest.raises(InputError, match="nomlm"):
+        stage.run(BACKBONE, AugmentConfig(glove=glove_file), task_dir=task, mlm_dir=tmp_path / "nomlm",
+                  out_dir=tmp_path / "out")
+
+
+def test_non_numeric_label_is_an_input_error(tmp_path, glove_file, mlm_dir):
+    (tmp_path / "task").mkdir()
+    pq.write_table(pa.table({"text": ["a cat"], "label": ["pos"], "id": [1]}), tmp_path / "task" / "train.parquet")
+    with pytest.raises(InputError, match="label"):
+        stage.run(BACKBONE, AugmentConfig(glove=glove_file), task_dir=tmp_path / "task", mlm_dir=mlm_dir,
+                  out_dir=tmp_path / "out")
+
+
+def test_failure_mid_run_leaves_no_output_folder(tmp_path, glove_file, mlm_dir, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(stage, "augment_sentence", broken)
+    with pytest.raises(RuntimeError, match="boom"):
+        run(tmp_path, glove_file, mlm_dir)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["glove.txt", "task"]
+
+
+def test_failure_keeps_the_previous_output(tmp_path, glove_file, mlm_dir, monkeypatch):
+    run(tmp_path, glove_file, mlm_dir)
+    before = read_sharded(tmp_path / "out")
+    monkeypatch.setattr(stage, "augment_sentence", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        run(tmp_path, glove_file, mlm_dir, p_t=0.0)
+    assert read_sharded(tmp_path / "out").equals(before)

@@ -1,0 +1,257 @@
+"""The corpus stage: every source format, document cleaning, packing, determinism, errors."""
+from __future__ import annotations
+
+import bz2
+import json
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import pyarrow as pa
+import pytest
+
+from tinybert.config import BackboneConfig, CorpusConfig
+from tinybert.data import corpus
+from tinybert.errors import InputError
+from tinybert.io import read_manifest, read_sharded
+
+BACKBONE = BackboneConfig()  # the embedded MiniLM tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return corpus.load_tokenizer(BACKBONE.model)
+
+
+def build(tmp_path: Path, source: Path | str, **params) -> tuple[dict, pa.Table]:
+    out = tmp_path / "corpus"
+    corpus.run(BACKBONE, CorpusConfig(source=str(source), **params), out_dir=out)
+    return read_manifest(out), read_sharded(out)
+
+
+def decoded_docs(table: pa.Table, tok) -> dict[int, str]:
+    """Text of each doc_id, its chunks' pieces joined without the special tokens."""
+    pieces: dict[int, list[int]] = {}
+    for row in table.to_pylist():
+        pieces.setdefault(row["doc_id"], []).extend(row["input_ids"][1:-1])
+    return {doc: tok.decode(ids) for doc, ids in pieces.items()}
+
+
+def assert_input_error(excinfo, *fragments: str) -> None:
+    message = str(excinfo.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+SENTENCE = "The quick brown fox jumps over the lazy dog near the quiet river bank."
+
+
+# ----------------------------------------------------------------------------------- formats
+def test_wiki_json_summaries_use_the_extract_of_each_entry(tmp_path, tok):
+    src = tmp_path / "summaries.json"
+    src.write_text(json.dumps({
+        "Fox": {"title": "Fox", "extract": "Foxes are small omnivorous mammals of the dog family.", "topic": "x"},
+        "Owl": {"title": "Owl", "extract": "Owls are birds of prey that mostly hunt at night."},
+    }))
+    manifest, table = build(tmp_path, src)
+    assert manifest["format"] == "wiki-json"
+    assert manifest["documents"] == 2
+    assert manifest["columns"] == ["input_ids", "doc_id"]
+    assert table.schema.field("input_ids").type == pa.list_(pa.int32())
+    assert table.schema.field("doc_id").type == pa.int64()
+    assert decoded_docs(table, tok) == {
+        0: "foxes are small omnivorous mammals of the dog family.",
+        1: "owls are birds of prey that mostly hunt at night.",
+    }
+
+
+def test_wiki_json_accepts_a_list_of_strings_or_of_objects_with_text(tmp_path, tok):
+    src = tmp_path / "docs.json"
+    src.write_text(json.dumps(["A plain string document about rivers.", {"text": "An object document about hills."}]))
+    manifest, table = build(tmp_path, src)
+    assert manifest["documents"] == 2
+    assert decoded_docs(table, tok) == {
+        0: "a plain string document about rivers.",
+        1: "an object document about hills.",
+    }
+
+
+def test_text_file_separates_documents_at_blank_lines_and_collapses_whitespace(tmp_path, tok):
+    src = tmp_path / "corpus.txt"
+    src.write_text("First   document,\nstill the first one.\n\n  \nSecond document\tstarts here.\n")
+    manifest, table = build(tmp_path, src)
+    assert manifest["format"] == "text"
+    assert decoded_docs(table, tok) == {0: "first document, still the first one.", 1: "second document starts here."}
+
+
+def test_text_folder_reads_its_txt_files_in_name_order(tmp_path, tok):
+    folder = tmp_path / "texts"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "b.txt").write_text("Document from file b, long enough.")
+    (folder / "a.txt").write_text("Document from file a, long enough.")
+    (folder / "sub" / "c.txt").write_text("Document from nested file c, long enough.")
+    (folder / "notes.md").write_text("Not a text document and never read.")
+    manifest, table = build(tmp_path, folder)
+    assert manifest["format"] == "text"
+    assert list(decoded_docs(table, tok).values()) == [
+        "document from file a, long enough.",
+        "document from file b, long enough.",
+        "document from nested file c, long enough.",
+    ]
+
+
+def write_dump(path: Path, pages: list[tuple[str, str, str]]) -> Path:
+    """A minimal MediaWiki export: (title, namespace, wikitext) per page, bz2-compressed."""
+    body = "".join(
+        f"<page><title>{escape(t)}</title><ns>{ns}</ns><id>{i + 1}</id>"
+        f"<revision><id>{100 + i}</id><text>{escape(text)}</text></revision></page>"
+        for i, (t, ns, text) in enumerate(pages)
+    )
+    xml = ('<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/">'
+           "<siteinfo><sitename>Wikipedia</sitename></siteinfo>" + body + "</mediawiki>")
+    path.write_bytes(bz2.compress(xml.encode()))
+    return path
+
+
+def test_wiki_dump_keeps_articles_and_skips_redirects_short_pages_and_other_namespaces(tmp_path, tok):
+    article = "'''Foxes''' live in [[forest|forests]] and fields. {{cite web|url=x}}\n==Habitat==\n" + " ".join(
+        ["Foxes hunt small animals at dusk."] * 10
+    )
+    src = write_dump(tmp_path / "dump.xml.bz2", [
+        ("Fox", "0", article),
+        ("Foxes", "0", "#REDIRECT [[Fox]]"),
+        ("Stub", "0", "Too short to keep."),
+        ("Talk:Fox", "1", article),
+    ])
+    manifest, table = build(tmp_path, src)
+    assert manifest["format"] == "wiki-dump"
+    assert manifest["documents"] == 1
+    text = decoded_docs(table, tok)[0]
+    assert text.startswith("foxes live in forests and fields. foxes hunt small animals at dusk.")
+    assert not any(mark in text for mark in ("'''", "==", "[[", "{{", "habitat"))
+
+
+def test_embedded_wiki_dump_sample_streams_only_max_documents(tmp_path):
+    manifest, table = build(tmp_path, "embedded:wikipedia-dump-sample", max_documents=2, max_seq_len=64)
+    assert manifest["format"] == "wiki-dump"
+    assert manifest["documents"] == 2
+    assert set(table.column("doc_id").to_pylist()) == {0, 1}
+
+
+def test_embedded_summaries_default_is_read_as_wiki_json(tmp_path):
+    manifest, table = build(tmp_path, "embedded:wikipedia-summaries", max_documents=20)
+    assert manifest["source"] == "embedded:wikipedia-summaries"
+    assert manifest["tokenizer"] == "embedded:minilm"
+    assert (manifest["format"], manifest["documents"]) == ("wiki-json", 20)
+    assert manifest["tokens"] == sum(len(ids) for ids in table.column("input_ids").to_pylist())
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("dump.xml.bz2", b"BZh9", "wiki-dump"),
+    ("enwiki-shortened.bz2", b"BZh9", "wiki-dump"),
+    ("pages.json", b"{}", "wiki-json"),
+    ("notes.txt", b"hello", "text"),
+    ("no-suffix", b'  [{"text": "x"}]', "wiki-json"),
+    ("no-suffix", b"BZh91AY&SY", "wiki-dump"),
+])
+def test_auto_format_is_decided_from_the_name_then_the_first_bytes(tmp_path, name, content, expected):
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert corpus.detect_format(path) == expected
+
+
+# ----------------------------------------------------------------------------------- cleaning and packing
+def test_min_chars_drops_short_documents_and_max_documents_keeps_the_first_in_source_order(tmp_path, tok):
+    src = tmp_path / "c.txt"
+    src.write_text("tiny\n\nThe first long enough document.\n\nok\n\nThe second long enough document.\n\n"
+                   "The third long enough document.")
+    manifest, table = build(tmp_path, src, min_chars=10, max_documents=2)
+    assert manifest["documents"] == 2
+    assert decoded_docs(table, tok) == {0: "the first long enough document.", 1: "the second long enough document."}
+
+
+def test_packing_respects_max_seq_len_and_never_crosses_a_document_boundary(tmp_path, tok):
+    docs = [" ".join([SENTENCE] * n) for n in (1, 4, 7)]
+    src = tmp_path / "c.txt"
+    src.write_text("\n\n".join(docs))
+    manifest, table = build(tmp_path, src, max_seq_len=16)
+    rows = table.to_pylist()
+    assert all(len(r["input_ids"]) <= 16 for r in rows)
+    assert all(r["input_ids"][0] == tok.cls_token_id and r["input_ids"][-1] == tok.sep_token_id for r in rows)
+    specials = {tok.cls_token_id, tok.sep_token_id}
+    assert all(not specials & set(r["input_ids"][1:-1]) for r in rows)
+    for doc_id, doc in enumerate(docs):
+        pieces = tok(doc, add_special_tokens=False)["input_ids"]
+        chunks = [r["input_ids"][1:-1] for r in rows if r["doc_id"] == doc_id]
+        joined = [p for c in chunks for p in c]
+        # Each document's chunks are its own pieces in order; only a short tail may be missing.
+        assert joined == pieces[:len(joined)]
+        assert len(pieces) - len(joined) < corpus.MIN_CHUNK_PIECES
+    assert [r["doc_id"] for r in rows] == sorted(r["doc_id"] for r in rows)
+    assert manifest["tokens"] == sum(len(r["input_ids"]) for r in rows)
+
+
+def test_pack_drops_short_tail_chunks_but_keeps_a_document_that_is_short_as_a_whole():
+    long_doc = list(range(1000, 1000 + 14 + 5))  # one full chunk of 14 pieces and a tail of 5
+    assert corpus.pack(long_doc, 16, 101, 102) == [[101, *long_doc[:14], 102]]
+    tail_of_8 = list(range(1000, 1000 + 14 + 8))
+    assert len(corpus.pack(tail_of_8, 16, 101, 102)) == 2
+    short_doc = [1000, 1001, 1002]
+    assert corpus.pack(short_doc, 16, 101, 102) == [[101, 1000, 1001, 1002, 102]]
+    assert corpus.pack([], 16, 101, 102) == []
+
+
+def test_two_runs_write_byte_identical_shards(tmp_path):
+    src = tmp_path / "c.txt"
+    src.write_text("\n\n".join(" ".join([SENTENCE] * n) for n in range(1, 9)))
+    params = dict(source=str(src), max_seq_len=32, shard_rows=5)
+    corpus.run(BACKBONE, CorpusConfig(**params), out_dir=tmp_path / "a")
+    corpus.run(BACKBONE, CorpusConfig(**params), out_dir=tmp_path / "b")
+    first, second = read_manifest(tmp_path / "a"), read_manifest(tmp_path / "b")
+    assert len(first["shards"]) > 1
+    assert all(s["rows"] <= 5 for s in first["shards"])
+    assert first == second
+    for shard in first["shards"]:
+        assert (tmp_path / "a" / shard["file"]).read_bytes() == (tmp_path / "b" / shard["file"]).read_bytes()
+
+
+# ----------------------------------------------------------------------------------- errors
+def test_missing_source_names_the_file_and_leaves_no_output(tmp_path):
+    with pytest.raises(InputError) as excinfo:
+        build(tmp_path, tmp_path / "nowhere.json")
+    assert_input_error(excinfo, "nowhere.json")
+    assert not (tmp_path / "corpus").exists()
+
+
+def test_undecidable_format_names_the_file(tmp_path):
+    src = tmp_path / "blob.dat"
+    src.write_bytes(b"\x00\x01binary")
+    with pytest.raises(InputError) as excinfo:
+        build(tmp_path, src)
+    assert_input_error(excinfo, "blob.dat", "corpus.format")
+
+
+def test_zero_documents_after_cleaning_names_the_file_and_leaves_no_output(tmp_path):
+    src = tmp_path / "short.txt"
+    src.write_text("tiny\n\nsmall\n")
+    with pytest.raises(InputError) as excinfo:
+        build(tmp_path, src, min_chars=20)
+    assert_input_error(excinfo, "short.txt", "no documents")
+    assert not (tmp_path / "corpus").exists()
+    assert list(tmp_path.iterdir()) == [src]  # no temporary folder left behind either
+
+
+def test_malformed_json_names_the_file(tmp_path):
+    src = tmp_path / "broken.json"
+    src.write_text('{"a": ')
+    with pytest.raises(InputError) as excinfo:
+        build(tmp_path, src)
+    assert_input_error(excinfo, "broken.json", "JSON")
+
+
+def test_corrupt_dump_names_the_file(tmp_path):
+    src = tmp_path / "bad.xml.bz2"
+    src.write_bytes(bz2.compress(b"<mediawiki><page><title>unclosed"))
+    with pytest.raises(InputError) as excinfo:
+        build(tmp_path, src)
+    assert_input_error(excinfo, "bad.xml.bz2")

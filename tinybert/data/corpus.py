@@ -1,0 +1,230 @@
+"""Corpus stage: unlabelled text -> packed, tokenised sequences for general distillation.
+
+Sources (``CorpusConfig.format``):
+- ``wiki-json``: a JSON object of title -> {"extract": ...} (the Wikipedia summaries), or a
+  JSON list of strings or of objects with ``text``;
+- ``text``: a ``.txt`` file, or a folder of them, with documents separated by blank lines;
+- ``wiki-dump``: a MediaWiki XML dump (``*.xml.bz2`` or plain ``.xml``), streamed page by page
+  with gensim's ``extract_pages`` and cleaned with ``filter_wiki``.
+
+Output (through :func:`atomic_dir`): parquet shards with ``input_ids`` (list<int32>, each
+``[CLS] ... [SEP]``, at most ``max_seq_len`` long) and ``doc_id`` (int64, index of the kept
+document), plus ``manifest.json`` with the shard checksums and the metadata listed in
+:data:`MANIFEST_KEYS`.
+"""
+from __future__ import annotations
+
+import bz2
+import hashlib
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import pyarrow as pa
+
+from tinybert.assets import resolve
+from tinybert.config import BackboneConfig, CorpusConfig
+from tinybert.errors import InputError
+from tinybert.io import ShardWriter, atomic_dir, file_sha256
+
+# Must be set before transformers is first imported (it is imported lazily below).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("doc_id", pa.int64())])
+MANIFEST_KEYS = ("source", "source_sha256", "format", "documents", "tokens", "max_seq_len", "tokenizer")
+
+# A chunk this short carries almost no context for attention to distil; it is kept only when
+# the whole document is that short (otherwise short documents would vanish entirely).
+MIN_CHUNK_PIECES = 8
+# gensim's WikiCorpus skips pages under 50 words: stubs and disambiguation lists.
+DUMP_MIN_WORDS = 50
+# Documents go through the fast tokenizer in batches: one call per document is ~10x slower.
+TOKENIZE_BATCH = 256
+
+_WS = re.compile(r"\s+")
+_BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
+_HEADING = re.compile(r"^\s*=+[^=\n]*=+\s*$", re.MULTILINE)
+_BOLD_ITALIC = re.compile(r"'{2,}")
+
+
+# ----------------------------------------------------------------------------------- sources
+def detect_format(path: Path) -> str:
+    """Decide the format from the file name, then from the first bytes."""
+    if path.is_dir():
+        return "text"
+    name = path.name.lower()
+    if name.endswith((".xml.bz2", ".xml", ".bz2")):
+        return "wiki-dump"
+    if name.endswith(".json"):
+        return "wiki-json"
+    if name.endswith(".txt"):
+        return "text"
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if head.startswith(b"BZh") or head.lstrip().startswith((b"<mediawiki", b"<?xml")):
+        return "wiki-dump"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "wiki-json"
+    raise InputError(f"{path}: cannot tell the corpus format; set corpus.format to wiki-json, text or wiki-dump")
+
+
+def source_sha256(path: Path) -> str:
+    """sha256 of the file, or for a folder of .txt files, of their relative names and contents."""
+    if path.is_file():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for file in _text_files(path):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
+    return digest.hexdigest()
+
+
+def _text_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.rglob("*.txt") if p.is_file())
+    if not files:
+        raise InputError(f"{folder}: folder holds no .txt files")
+    return files
+
+
+def read_wiki_json(path: Path) -> Iterator[str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{path}: not valid UTF-8 JSON: {str(err).splitlines()[0]}") from None
+    if isinstance(data, dict):
+        entries: Iterable = data.items()
+    elif isinstance(data, list):
+        entries = enumerate(data)
+    else:
+        raise InputError(f"{path}: expected a JSON object or list, got {type(data).__name__}")
+    for key, value in entries:
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict) and isinstance(value.get("extract", value.get("text")), str):
+            yield value.get("extract", value.get("text"))
+        elif isinstance(value, dict) and value.get("extract", value.get("text")) is None:
+            continue  # a summary without an extract (a missing page) is not an error
+        else:
+            raise InputError(f"{path}: entry {key!r} is neither a string nor an object with 'extract' or 'text'")
+
+
+def read_text(path: Path) -> Iterator[str]:
+    for file in _text_files(path) if path.is_dir() else [path]:
+        try:
+            content = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise InputError(f"{file}: not UTF-8 text (byte {err.start})") from None
+        yield from _BLANK_LINE.split(content.replace("\r\n", "\n"))
+
+
+def read_wiki_dump(path: Path) -> Iterator[str]:
+    from gensim.corpora.wikicorpus import IGNORED_NAMESPACES, extract_pages, filter_wiki
+
+    with open(path, "rb") as probe:
+        compressed = probe.read(3) == b"BZh"
+    try:
+        with (bz2.open(path, "rb") if compressed else open(path, "rb")) as fh:
+            for title, text, _page_id in extract_pages(fh, filter_namespaces=("0",)):
+                if not text or text.lstrip().lower().startswith("#redirect"):
+                    continue
+                if any(title.startswith(ns + ":") for ns in IGNORED_NAMESPACES):
+                    continue
+                doc = _BOLD_ITALIC.sub("", _HEADING.sub("", filter_wiki(text)))
+                if len(doc.split()) >= DUMP_MIN_WORDS:
+                    yield doc
+    except (OSError, EOFError, SyntaxError) as err:  # ElementTree.ParseError is a SyntaxError
+        raise InputError(f"{path}: not a readable MediaWiki dump: {str(err).splitlines()[0]}") from None
+
+
+READERS = {"wiki-json": read_wiki_json, "text": read_text, "wiki-dump": read_wiki_dump}
+
+
+def documents(path: Path, fmt: str, cfg: CorpusConfig) -> Iterator[str]:
+    """Cleaned documents in source order: whitespace collapsed, short ones dropped, capped."""
+    kept = 0
+    for raw in READERS[fmt](path):
+        doc = _WS.sub(" ", raw).strip()
+        if len(doc) < max(cfg.min_chars, 1):
+            continue
+        yield doc
+        kept += 1
+        if cfg.max_documents is not None and kept >= cfg.max_documents:
+            return
+
+
+# ----------------------------------------------------------------------------------- packing
+def pack(pieces: list[int], max_seq_len: int, cls_id: int, sep_id: int) -> list[list[int]]:
+    """Cut one document's word pieces into ``[CLS] chunk [SEP]`` sequences of <= max_seq_len."""
+    if not pieces:
+        return []
+    width = max_seq_len - 2
+    chunks = [pieces[i:i + width] for i in range(0, len(pieces), width)]
+    if len(pieces) >= MIN_CHUNK_PIECES:
+        chunks = [c for c in chunks if len(c) >= MIN_CHUNK_PIECES]
+    return [[cls_id, *c, sep_id] for c in chunks]
+
+
+def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def load_tokenizer(model: str):
+    from transformers import AutoTokenizer
+
+    folder = resolve(model, "backbone.model")
+    try:
+        tok = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{folder}: cannot load a tokenizer: {str(err).splitlines()[0]}") from None
+    if tok.cls_token_id is None or tok.sep_token_id is None:
+        raise InputError(f"{folder}: tokenizer has no [CLS]/[SEP] tokens (a BERT-style tokenizer is needed)")
+    return tok
+
+
+# ----------------------------------------------------------------------------------- stage
+def run(backbone: BackboneConfig, cfg: CorpusConfig, *, out_dir: Path) -> None:
+    """Write the packed corpus to ``out_dir`` (atomically); raise InputError on bad input."""
+    from tqdm.auto import tqdm
+
+    path = resolve(cfg.source, "corpus.source")
+    fmt = detect_format(path) if cfg.format == "auto" else cfg.format
+    if fmt not in READERS:
+        raise InputError(f"{path}: unknown corpus format {fmt!r}; known: {', '.join(READERS)}")
+    if path.is_dir() and fmt != "text":
+        raise InputError(f"{path}: a folder is only accepted with format 'text', not {fmt!r}")
+    tok = load_tokenizer(backbone.model)
+    metadata = {
+        "source": cfg.source,  # as given, not resolved: the manifest must not depend on the machine
+        "source_sha256": source_sha256(path),
+        "format": fmt,
+        "max_seq_len": cfg.max_seq_len,
+        "tokenizer": backbone.model,
+    }
+    n_docs = n_tokens = 0
+    with atomic_dir(out_dir) as tmp:
+        writer = ShardWriter(tmp, SCHEMA, cfg.shard_rows, metadata)
+        with tqdm(desc=f"corpus {path.name}", unit="doc", file=sys.stderr, mininterval=1.0) as progress:
+            for batch in _batches(documents(path, fmt, cfg), TOKENIZE_BATCH):
+                # verbose=False: documents longer than the model's 512 are expected; we cut them.
+                encoded = tok(batch, add_special_tokens=False, verbose=False)["input_ids"]
+                for pieces in encoded:
+                    for seq in pack(pieces, cfg.max_seq_len, tok.cls_token_id, tok.sep_token_id):
+                        writer.add({"input_ids": seq, "doc_id": n_docs})
+                        n_tokens += len(seq)
+                    n_docs += 1
+                progress.update(len(batch))
+        if n_tokens == 0:
+            raise InputError(
+                f"{path}: no documents left after cleaning (format {fmt}, min_chars={cfg.min_chars})"
+            )
+        writer.metadata.update(documents=n_docs, tokens=n_tokens)
+        writer.close()

@@ -1,0 +1,284 @@
+"""Task stage: a labelled dataset -> train/dev/test parquet files and ``labels.json``.
+
+The source is read through ``datasets`` (csv, tsv, json, parquet), or in the fixed
+``movie-reviews`` layout (tab-separated ``id``, ``sentiment`` score, ``text``), whose score sign
+gives the label (negative < 0 < positive; zero scores are dropped) or, for a regression task,
+whose score is the label.
+
+Output (through :func:`atomic_dir`): ``train.parquet``, ``dev.parquet`` and ``test.parquet``
+with :data:`SCHEMA`, each sorted by ``id`` (the row's 0-based position in the source), and
+``labels.json`` (see :func:`run`).
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from tinybert.assets import resolve
+from tinybert.config import TaskConfig
+from tinybert.errors import InputError
+from tinybert.io import atomic_dir, file_sha256, write_json, write_parquet
+
+# Read at import by datasets/huggingface_hub, which are imported lazily below.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+SCHEMA = pa.schema([("id", pa.int64()), ("text", pa.string()), ("text_b", pa.string()), ("label", pa.float64())])
+SPLITS = ("train", "dev", "test")
+MOVIE_REVIEWS_HEADER = "id\tsentiment\ttext"
+MOVIE_REVIEWS_LABELS = ["negative", "positive"]
+METRICS = {"classification": ("accuracy", "mcc"), "regression": ("pearson",)}
+SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+@dataclass
+class Examples:
+    """Parallel columns; ``labels`` holds raw values until :func:`encode_labels`."""
+
+    ids: list[int]
+    texts: list[str]
+    texts_b: list[str] | None
+    labels: list
+    label_column: str  # for error messages
+
+
+# ----------------------------------------------------------------------------------- reading
+def detect_format(cfg: TaskConfig, path: Path) -> str:
+    if cfg.source == "embedded:movie-reviews":
+        return "movie-reviews"
+    with open(path, "rb") as fh:
+        first = fh.readline(256).decode("utf-8", "replace").strip()
+    if first == MOVIE_REVIEWS_HEADER:
+        return "movie-reviews"
+    suffix = path.suffix.lower()
+    if suffix in SUFFIX_FORMATS:
+        return SUFFIX_FORMATS[suffix]
+    if suffix == ".txt" and "\t" in first:
+        return "tsv"
+    raise InputError(f"{path}: cannot tell the dataset format from its name; set task.format")
+
+
+def load_columns(path: Path, fmt: str) -> tuple[dict[str, list], dict]:
+    """Read the whole file through ``datasets``; return its columns (as lists) and features."""
+    import datasets
+    from datasets import load_dataset
+
+    if fmt in ("csv", "tsv", "movie-reviews"):
+        # Only empty fields are missing: a text reading "NA" or "null" is text.
+        kwargs = {"keep_default_na": False, "na_values": [""]}
+        if fmt != "csv":
+            # Tab-separated sentences carry stray quotes (e.g. 9" TV); quoting would swallow rows.
+            kwargs.update(delimiter="\t", quoting=3)
+        builder = "csv"
+    else:
+        kwargs, builder = {}, fmt
+    # A throw-away cache: the stage's only output is out_dir, and a stale cache can never win.
+    with tempfile.TemporaryDirectory(prefix="tinybert-task-") as cache:
+        try:
+            ds = load_dataset(builder, data_files=str(path), split="train", cache_dir=cache,
+                              keep_in_memory=True, **kwargs)
+        except (datasets.exceptions.DatasetGenerationError, ValueError, OSError) as err:
+            cause = err.__cause__ or err  # datasets wraps the parser's own, clearer error
+            reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+            raise InputError(f"{path}: cannot read as {fmt}: {reason}") from None
+        return ds.to_dict(), dict(ds.features)
+
+
+def _column(columns: dict[str, list], name: str, field: str, path: Path) -> list:
+    if name not in columns:
+        raise InputError(f"{path}: column {name!r} ({field}) not found; columns: {', '.join(columns) or '(none)'}")
+    return columns[name]
+
+
+def _texts(values: list, ids: list[int], name: str, path: Path) -> list[str]:
+    out = []
+    for i, value in zip(ids, values):
+        text = "" if value is None else " ".join(str(value).split())
+        if not text:
+            raise InputError(f"{path}: row {i}: empty text in column {name!r}")
+        out.append(text)
+    return out
+
+
+def read_examples(cfg: TaskConfig, path: Path, fmt: str) -> tuple[Examples, list[str] | None]:
+    """Rows in source order and, when the format implies them, default label names."""
+    columns, features = load_columns(path, fmt)
+    if fmt == "movie-reviews":
+        scores = _column(columns, "sentiment", "movie-reviews score", path)
+        raw_texts = _column(columns, "text", "movie-reviews text", path)
+        ids, texts, labels = [], [], []
+        for i, (score, text) in enumerate(zip(scores, raw_texts)):
+            value = _number(score, i, "sentiment", path)
+            if cfg.task_type == "classification":
+                if value == 0:
+                    continue  # neither positive nor negative: not a binary example
+                value = MOVIE_REVIEWS_LABELS[value > 0]
+            ids.append(i)
+            texts.append(text)
+            labels.append(value)
+        return Examples(ids, _texts(texts, ids, "text", path), None, labels, "sentiment"), MOVIE_REVIEWS_LABELS
+
+    raw_texts = _column(columns, cfg.text_column, "task.text_column", path)
+    raw_b = _column(columns, cfg.text_b_column, "task.text_b_column", path) if cfg.text_b_column else None
+    labels = _column(columns, cfg.label_column, "task.label_column", path)
+    ids = list(range(len(raw_texts)))
+    texts = _texts(raw_texts, ids, cfg.text_column, path)
+    texts_b = _texts(raw_b, ids, cfg.text_b_column, path) if raw_b is not None else None
+    names = None
+    feature = features.get(cfg.label_column)
+    if isinstance(getattr(feature, "names", None), list):  # a datasets ClassLabel: ints with names
+        names = list(feature.names)
+        labels = [None if v is None else names[v] for v in labels]
+    return Examples(ids, texts, texts_b, list(labels), cfg.label_column), names
+
+
+def _number(value, row: int, column: str, path: Path) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number):
+        raise InputError(f"{path}: row {row}: label {value!r} in column {column!r} is not a number")
+    return number
+
+
+# ----------------------------------------------------------------------------------- labels
+def _label_key(value) -> str:
+    # CSV readers turn an int column with gaps into floats: 1.0 must still be the class "1".
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+def encode_labels(cfg: TaskConfig, ex: Examples, path: Path, implied: list[str] | None) -> list[str] | None:
+    """Replace ``ex.labels`` by floats (class ids or values); return the label names."""
+    column = ex.label_column
+    if cfg.task_type == "regression":
+        ex.labels = [_number(v, i, column, path) for i, v in zip(ex.ids, ex.labels)]
+        return None
+    for i, value in zip(ex.ids, ex.labels):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            raise InputError(f"{path}: row {i}: missing label in column {column!r}")
+    if cfg.label_names is not None:
+        names = list(cfg.label_names)
+    elif implied is not None:
+        names = implied
+    else:
+        distinct = {_label_key(v): v for v in ex.labels}
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in distinct.values())
+        names = sorted(distinct, key=(lambda k: float(k)) if numeric else None)
+    index = {name: k for k, name in enumerate(names)}
+    encoded = []
+    for i, value in zip(ex.ids, ex.labels):
+        key = _label_key(value)
+        if key not in index:
+            raise InputError(f"{path}: row {i}: label {key!r} is not in label_names {names}")
+        encoded.append(float(index[key]))
+    if len(names) < 2:
+        raise InputError(f"{path}: column {column!r}: the single label {names[0]!r}; classification needs two or more")
+    ex.labels = encoded
+    return names
+
+
+# ----------------------------------------------------------------------------------- sampling
+def sample(ex: Examples, max_examples: int | None, seed: int) -> Examples:
+    """A seeded random subset of ``max_examples`` rows, kept in source order."""
+    if max_examples is None or max_examples >= len(ex.ids):
+        return ex
+    keep = np.sort(np.random.default_rng(seed).permutation(len(ex.ids))[:max_examples])
+    pick = lambda col: None if col is None else [col[k] for k in keep]  # noqa: E731
+    return Examples(pick(ex.ids), pick(ex.texts), pick(ex.texts_b), pick(ex.labels), ex.label_column)
+
+
+def split_order(labels: list[float], stratified: bool, seed: int) -> np.ndarray:
+    """Row positions in the order test, dev, train are cut from.
+
+    Stratified: each class is shuffled, its k-th row placed at (k + 0.5) / class size, and
+    all rows sorted by that position, so every contiguous block (each split) holds the classes
+    in about their overall proportions, while the split sizes stay exact.
+    """
+    rng = np.random.default_rng(seed)
+    if not stratified:
+        return rng.permutation(len(labels))
+    by_class: dict[float, list[int]] = {}
+    for pos, label in enumerate(labels):
+        by_class.setdefault(label, []).append(pos)
+    keyed = []
+    for label in sorted(by_class):
+        members = rng.permutation(by_class[label])
+        keyed += [((k + 0.5) / len(members), label, int(pos)) for k, pos in enumerate(members)]
+    return np.array([pos for _, _, pos in sorted(keyed)], dtype=np.int64)
+
+
+def split(cfg: TaskConfig, ex: Examples, path: Path) -> dict[str, list[int]]:
+    n = len(ex.ids)
+    # ceil, as scikit-learn does: a non-zero fraction never yields an empty dev or test split.
+    n_test = math.ceil(n * cfg.test_fraction - 1e-9)
+    n_dev = math.ceil(n * cfg.dev_fraction - 1e-9)
+    if n - n_test - n_dev < 1:
+        raise InputError(
+            f"{path}: {n} rows leave the train split empty "
+            f"(dev_fraction={cfg.dev_fraction}, test_fraction={cfg.test_fraction}); need at least 3 rows"
+        )
+    order = split_order(ex.labels, cfg.task_type == "classification", cfg.seed)
+    parts = {"test": order[:n_test], "dev": order[n_test:n_test + n_dev], "train": order[n_test + n_dev:]}
+    return {name: sorted(int(p) for p in parts[name]) for name in SPLITS}
+
+
+def _table(ex: Examples, positions: list[int]) -> pa.Table:
+    return pa.table({
+        "id": [ex.ids[p] for p in positions],
+        "text": [ex.texts[p] for p in positions],
+        "text_b": [ex.texts_b[p] for p in positions] if ex.texts_b is not None else [None] * len(positions),
+        "label": [ex.labels[p] for p in positions],
+    }, schema=SCHEMA)
+
+
+# ----------------------------------------------------------------------------------- stage
+def run(cfg: TaskConfig, *, out_dir: Path) -> None:
+    """Write the split task dataset to ``out_dir`` (atomically); raise InputError on bad input.
+
+    ``labels.json``: task_type, label_names (null for regression), metric, num_labels (1 for
+    regression), source (as configured), source_sha256, rows per split, majority_class (the
+    most frequent train class, null for regression) and text_b (whether rows are pairs).
+    """
+    if cfg.metric not in METRICS[cfg.task_type]:
+        fitting = ", ".join(METRICS[cfg.task_type])
+        raise InputError(f"task.metric: {cfg.metric!r} does not fit a {cfg.task_type} task; use one of: {fitting}")
+    path = resolve(cfg.source, "task.source")
+    if not path.is_file():
+        raise InputError(f"{path}: task.source must be a file, not a folder")
+    fmt = detect_format(cfg, path) if cfg.format == "auto" else cfg.format
+    examples, implied = read_examples(cfg, path, fmt)
+    if not examples.ids:
+        raise InputError(f"{path}: no rows left after cleaning (format {fmt})")
+    names = encode_labels(cfg, examples, path, implied)
+    examples = sample(examples, cfg.max_examples, cfg.seed)
+    parts = split(cfg, examples, path)
+
+    majority = None
+    if names is not None:
+        counts = Counter(examples.labels[p] for p in parts["train"])
+        majority = names[int(min(counts, key=lambda c: (-counts[c], c)))]
+    info = {
+        "task_type": cfg.task_type,
+        "label_names": names,
+        "metric": cfg.metric,
+        "num_labels": len(names) if names is not None else 1,
+        "source": cfg.source,  # as configured, so labels.json does not depend on the machine
+        "source_sha256": file_sha256(path),
+        "rows": {name: len(parts[name]) for name in SPLITS},
+        "majority_class": majority,
+        "text_b": examples.texts_b is not None,
+    }
+    with atomic_dir(out_dir) as tmp:
+        for name in SPLITS:
+            write_parquet(_table(examples, parts[name]), tmp / f"{name}.parquet")
+        write_json(tmp / "labels.json", info)

@@ -1,0 +1,63 @@
+"""Stage general-distill: a randomly initialised student learns from the pre-trained backbone
+on the unlabelled corpus (embedding, attention and hidden losses; never the prediction loss)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tinybert.batching import encode_corpus
+from tinybert.config import BackboneConfig, GeneralDistillConfig
+from tinybert.distill.loop import distill
+from tinybert.distill.matches import build_matches
+from tinybert.distill.objective import DistillationObjective
+from tinybert.io import atomic_dir, read_manifest, write_json
+from tinybert.models import load_encoder, load_tokenizer, new_student, parameter_count, save_model
+from tinybert.training import BatchSource, checkpoint_dir, seed_everything, write_log
+
+
+def run(backbone: BackboneConfig, cfg: GeneralDistillConfig, *, corpus_dir: Path, out_dir: Path) -> None:
+    seed_everything(cfg.train.seed)
+    manifest = read_manifest(corpus_dir)
+    tokenizer = load_tokenizer(backbone.model, "backbone.model")
+    teacher = load_encoder(backbone.model, "backbone.model")
+    student = new_student(teacher.config, cfg.student)
+    t_cfg = teacher.config
+    matches = build_matches(
+        cfg.mapping, cfg.student.layers, t_cfg.num_hidden_layers, cfg.weights, intermediate=True, prediction=False
+    )
+    objective = DistillationObjective(
+        matches,
+        cfg.student.hidden,
+        t_cfg.hidden_size,
+        student_heads=cfg.student.heads,
+        teacher_heads=t_cfg.num_attention_heads,
+        shared_projection=cfg.shared_projection,
+    )
+    data = encode_corpus(corpus_dir)
+    pad = tokenizer.pad_token_id
+    batches = BatchSource(len(data), lambda idx: data.collate(idx, pad_id=pad))
+    ckpt = checkpoint_dir("general-distill", cfg.model_dump(), backbone.model, manifest["shards"])
+    log = distill(
+        name="general-distill",
+        student=student,
+        teacher=teacher,
+        objective=objective,
+        batches=batches,
+        schedule=cfg.train,
+        checkpoint_to=ckpt,
+    )
+    with atomic_dir(out_dir) as tmp:
+        save_model(student, tokenizer, tmp)
+        write_log(log, tmp / "train_log.csv")
+        write_json(
+            tmp / "distill.json",
+            {
+                "matches": [m.__dict__ for m in matches],
+                "teacher": backbone.model,
+                "student_parameters": parameter_count(student),
+                "corpus_sequences": len(data),
+                "steps": len(log),
+                "final_loss": log[-1]["loss"],
+            },
+        )
+    shutil.rmtree(ckpt, ignore_errors=True)

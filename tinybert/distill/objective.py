@@ -1,0 +1,72 @@
+"""The distillation objective: projections W_e / W_h plus the loss of every match."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tinybert.capture import Features
+from tinybert.distill.matches import Match
+from tinybert.errors import InputError
+from tinybert.losses import attention_loss, embedding_loss, hidden_loss, regression_prediction_loss, soft_cross_entropy
+
+
+class DistillationObjective(nn.Module):
+    """sum over matches of weight * loss (method.md, "Model loss").
+
+    ``shared_projection=True`` is the reference (one d' -> d projection for the embeddings and
+    every hidden layer); ``False`` is the paper (W_e separate from a shared W_h).
+    """
+
+    def __init__(
+        self,
+        matches: list[Match],
+        student_hidden: int,
+        teacher_hidden: int,
+        *,
+        student_heads: int,
+        teacher_heads: int,
+        shared_projection: bool = True,
+        temperature: float = 1.0,
+        regression: bool = False,
+    ):
+        super().__init__()
+        if any(m.feature == "attention" for m in matches) and student_heads != teacher_heads:
+            raise InputError(
+                f"attention loss needs equal head counts: student has {student_heads}, teacher {teacher_heads}; "
+                "set the student's heads to the teacher's or turn the attention loss off (weight 0)"
+            )
+        self.matches = list(matches)
+        self.temperature = temperature
+        self.regression = regression
+        self.hidden_proj = nn.Linear(student_hidden, teacher_hidden)
+        self.embedding_proj = self.hidden_proj if shared_projection else nn.Linear(student_hidden, teacher_hidden)
+
+    @property
+    def needs_intermediate(self) -> bool:
+        return any(m.feature != "prediction" for m in self.matches)
+
+    @property
+    def needs_logits(self) -> bool:
+        return any(m.feature == "prediction" for m in self.matches)
+
+    def forward(self, student: Features, teacher: Features) -> tuple[torch.Tensor, dict[str, float]]:
+        reference = student.logits if student.logits is not None else student.hidden[0]
+        total = torch.zeros((), device=reference.device)
+        parts: dict[str, float] = {}
+        for match in self.matches:
+            loss = self._loss(match, student, teacher)
+            total = total + match.weight * loss
+            key = f"{match.feature}_loss"
+            parts[key] = parts.get(key, 0.0) + float(loss.detach())
+        return total, parts
+
+    def _loss(self, match: Match, student: Features, teacher: Features) -> torch.Tensor:
+        if match.feature == "embedding":
+            return embedding_loss(student.hidden[0], teacher.hidden[0], self.embedding_proj)
+        if match.feature == "hidden":
+            return hidden_loss(student.hidden[match.student], teacher.hidden[match.teacher], self.hidden_proj)
+        if match.feature == "attention":
+            return attention_loss(student.scores[match.student - 1], teacher.scores[match.teacher - 1])
+        if self.regression:
+            return regression_prediction_loss(student.logits, teacher.logits)
+        return soft_cross_entropy(student.logits, teacher.logits, self.temperature)

@@ -1,0 +1,84 @@
+"""Loading, building and measuring the BERT models the pipeline uses."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    BertModel,
+    PreTrainedTokenizerBase,
+)
+
+from tinybert.assets import resolve
+from tinybert.capture import enable_capture
+from tinybert.config import StudentShape
+from tinybert.errors import InputError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def model_dir(value: str | Path, what: str) -> Path:
+    """Resolve a model parameter and check it is a Hugging Face model folder."""
+    path = resolve(str(value), what)
+    if not (path / "config.json").is_file():
+        raise InputError(f"{what}: {path} is not a model folder (no config.json)")
+    return path
+
+
+def load_tokenizer(path: str | Path, what: str = "tokenizer") -> PreTrainedTokenizerBase:
+    folder = model_dir(path, what)
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{what}: cannot load a tokenizer from {folder}: {str(err).splitlines()[0]}") from None
+
+
+def load_encoder(path: str | Path, what: str = "backbone") -> BertModel:
+    """A pre-trained BERT encoder (no task head) with pre-softmax attention capture enabled."""
+    folder = model_dir(path, what)
+    return enable_capture(BertModel.from_pretrained(folder, add_pooling_layer=False))
+
+
+def load_classifier(path: str | Path, num_labels: int | None = None, what: str = "model") -> BertForSequenceClassification:
+    """A BERT sequence classifier; ``num_labels`` given for a new head on an encoder folder."""
+    folder = model_dir(path, what)
+    kwargs = {} if num_labels is None else {"num_labels": num_labels}
+    return BertForSequenceClassification.from_pretrained(folder, **kwargs)
+
+
+def student_config(teacher: BertConfig, shape: StudentShape) -> BertConfig:
+    """TinyBERT student: the teacher's vocabulary and positions, a smaller transformer."""
+    return BertConfig(
+        vocab_size=teacher.vocab_size,
+        max_position_embeddings=teacher.max_position_embeddings,
+        type_vocab_size=teacher.type_vocab_size,
+        pad_token_id=teacher.pad_token_id,
+        hidden_size=shape.hidden,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        intermediate_size=shape.intermediate,
+        hidden_act=teacher.hidden_act,
+        layer_norm_eps=teacher.layer_norm_eps,
+    )
+
+
+def new_student(teacher: BertConfig, shape: StudentShape) -> BertModel:
+    return enable_capture(BertModel(student_config(teacher, shape), add_pooling_layer=False))
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def folder_size(path: str | Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def save_model(model, tokenizer, out: Path) -> None:
+    """Save as a Hugging Face folder in safetensors, loadable with the default attention."""
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)

@@ -1,0 +1,176 @@
+"""The pipeline's stages, written once.
+
+Each stage is a function in ``tinybert`` that reads declared files and writes declared files.
+``dvc.yaml`` is generated from this list (``tinybert dvc-yaml``; a test checks the committed
+file matches) and the Prefect flow iterates over it, so the two cannot drift.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tinybert.config import Params, load_params
+
+# Modules every stage runs through; a change to them invalidates every stage.
+COMMON_CODE = ("tinybert/config.py", "tinybert/io.py", "tinybert/assets.py")
+TRAINING_CODE = ("tinybert/training.py", "tinybert/batching.py", "tinybert/models.py", "tinybert/capture.py")
+DISTILL_CODE = (
+    "tinybert/distill/loop.py",
+    "tinybert/distill/matches.py",
+    "tinybert/distill/objective.py",
+    "tinybert/losses.py",
+    "tinybert/mapping.py",
+)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    function: str  # "module:function", imported only when the stage runs
+    sections: tuple[str, ...]  # params.yaml sections passed positionally, in order
+    deps: dict[str, str] = field(default_factory=dict)  # keyword -> path read
+    outs: dict[str, str] = field(default_factory=dict)  # keyword -> path written
+    code: tuple[str, ...] = ()
+    retries: int = 0  # Prefect retries: for stages whose failure can be transient (I/O, memory)
+
+    def call(self, params: Params) -> None:
+        module, func = self.function.split(":")
+        fn = getattr(importlib.import_module(module), func)
+        args = [getattr(params, section) for section in self.sections]
+        fn(*args, **{k: Path(v) for k, v in {**self.deps, **self.outs}.items()})
+
+    @property
+    def cmd(self) -> str:
+        return f"tinybert {self.name}"
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage(
+        "prepare-corpus",
+        "tinybert.data.corpus:run",
+        ("backbone", "corpus"),
+        outs={"out_dir": "data/corpus"},
+        code=("tinybert/data/corpus.py",),
+        retries=2,
+    ),
+    Stage(
+        "prepare-task",
+        "tinybert.data.task:run",
+        ("task",),
+        outs={"out_dir": "data/task"},
+        code=("tinybert/data/task.py",),
+        retries=2,
+    ),
+    Stage(
+        "mlm",
+        "tinybert.mlm:run",
+        ("backbone", "mlm"),
+        deps={"corpus_dir": "data/corpus"},
+        outs={"out_dir": "data/mlm"},
+        code=("tinybert/mlm.py", *TRAINING_CODE),
+        retries=1,
+    ),
+    Stage(
+        "augment",
+        "tinybert.augment.stage:run",
+        ("backbone", "augment"),
+        deps={"task_dir": "data/task", "mlm_dir": "data/mlm"},
+        outs={"out_dir": "data/augmented"},
+        code=(
+            "tinybert/augment/stage.py",
+            "tinybert/augment/algorithm.py",
+            "tinybert/augment/mlm.py",
+            "tinybert/augment/glove.py",
+            "tinybert/augment/words.py",
+            "tinybert/augment/stopwords.txt",
+        ),
+        retries=1,
+    ),
+    Stage(
+        "teacher",
+        "tinybert.teacher:run",
+        ("backbone", "teacher"),
+        deps={"task_dir": "data/task"},
+        outs={"out_dir": "data/teacher"},
+        code=("tinybert/teacher.py", *TRAINING_CODE),
+        retries=1,
+    ),
+    Stage(
+        "general-distill",
+        "tinybert.distill.general:run",
+        ("backbone", "general_distill"),
+        deps={"corpus_dir": "data/corpus"},
+        outs={"out_dir": "data/general_student"},
+        code=("tinybert/distill/general.py", *DISTILL_CODE, *TRAINING_CODE),
+        retries=1,
+    ),
+    Stage(
+        "task-distill",
+        "tinybert.distill.task:run",
+        ("task_distill",),
+        deps={
+            "task_dir": "data/task",
+            "augmented_dir": "data/augmented",
+            "teacher_dir": "data/teacher",
+            "general_dir": "data/general_student",
+        },
+        outs={"out_dir": "data/student"},
+        code=("tinybert/distill/task.py", *DISTILL_CODE, *TRAINING_CODE),
+        retries=1,
+    ),
+    Stage(
+        "evaluate",
+        "tinybert.evaluate:run",
+        ("evaluate",),
+        deps={"task_dir": "data/task", "teacher_dir": "data/teacher", "student_dir": "data/student"},
+        outs={"out_dir": "data/evaluation"},
+        code=("tinybert/evaluate.py", "tinybert/batching.py", "tinybert/models.py"),
+    ),
+)
+
+BY_NAME = {stage.name: stage for stage in STAGES}
+
+# Loss curves of the training stages and the comparison chart, shown by `dvc plots show`.
+PLOTS = {
+    "data/mlm/train_log.csv": "mlm",
+    "data/teacher/train_log.csv": "teacher",
+    "data/general_student/train_log.csv": "general-distill",
+    "data/student/intermediate_log.csv": "task-distill (intermediate)",
+    "data/student/prediction_log.csv": "task-distill (prediction)",
+}
+METRICS = ("data/evaluation/metrics.json", "data/mlm/mlm_metrics.json")
+
+
+def producer_of(path: str) -> Stage | None:
+    """The stage whose output contains ``path``."""
+    target = Path(path)
+    for stage in STAGES:
+        for out in stage.outs.values():
+            if target == Path(out) or Path(out) in target.parents:
+                return stage
+    return None
+
+
+def run_stage(name: str, params_path: str | Path = "params.yaml") -> None:
+    BY_NAME[name].call(load_params(params_path))
+
+
+def dvc_yaml() -> dict:
+    """The ``dvc.yaml`` content implied by :data:`STAGES`."""
+    stages = {}
+    for stage in STAGES:
+        stages[stage.name] = {
+            "cmd": stage.cmd,
+            "deps": [*stage.deps.values(), *COMMON_CODE, *stage.code],
+            "params": list(stage.sections),
+            "outs": list(stage.outs.values()),
+        }
+    return {
+        "stages": stages,
+        "metrics": list(METRICS),
+        "plots": [
+            {path: {"x": "step", "y": "loss", "title": f"{title} training loss"}} for path, title in PLOTS.items()
+        ]
+        + ["data/evaluation/teacher_vs_student.png"],
+    }

@@ -1,0 +1,35 @@
+"""The table the main command ends with, built from the evaluate stage's metrics."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tinybert.io import read_json
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def summary_table(metrics_path: str | Path = "data/evaluation/metrics.json") -> str:
+    report = read_json(metrics_path)
+    metric = report["metric"]
+    t, s = report["teacher"], report["student"]
+    rows = [
+        ("", "teacher", "student", "student / teacher"),
+        (f"dev {metric}", f"{t['dev'][metric]:.4f}", f"{s['dev'][metric]:.4f}", f"{report['retention']['dev']:.1%}"),
+        (f"test {metric}", f"{t['test'][metric]:.4f}", f"{s['test'][metric]:.4f}", f"{report['retention']['test']:.1%}"),
+    ]
+    if "f1" in t["dev"]:
+        rows.append(("dev F1", f"{t['dev']['f1']:.4f}", f"{s['dev']['f1']:.4f}", ""))
+    rows += [
+        ("parameters", f"{t['parameters'] / 1e6:.1f}M", f"{s['parameters'] / 1e6:.1f}M", f"1/{report['size_ratio']:.1f}"),
+        ("size on disk", _mb(t["disk_bytes"]), _mb(s["disk_bytes"]), f"{s['disk_bytes'] / t['disk_bytes']:.2f}"),
+        ("CPU throughput (ex/s)", f"{t['throughput_per_s']:.1f}", f"{s['throughput_per_s']:.1f}", f"{report['speedup']:.1f}x"),
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [" | ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)) for r in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    if "majority_baseline" in report:
+        base = report["majority_baseline"]
+        lines.append(f"majority-class baseline: dev {base['dev']:.4f}, test {base['test']:.4f}")
+    return "\n".join(lines)

@@ -1,0 +1,49 @@
+"""Stage teacher: fine-tune the backbone on the task's training split."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from tinybert.batching import encode_task, read_task_split
+from tinybert.config import BackboneConfig, TeacherConfig
+from tinybert.io import atomic_dir, read_json, write_json
+from tinybert.models import load_classifier, load_tokenizer, save_model
+from tinybert.training import BatchSource, checkpoint_dir, seed_everything, train, write_log
+
+
+def run(backbone: BackboneConfig, cfg: TeacherConfig, *, task_dir: Path, out_dir: Path) -> None:
+    labels = read_json(Path(task_dir) / "labels.json")
+    regression = labels["task_type"] == "regression"
+    seed_everything(cfg.train.seed)
+    tokenizer = load_tokenizer(backbone.model, "backbone.model")
+    model = load_classifier(backbone.model, num_labels=labels["num_labels"], what="backbone.model")
+    model.config.problem_type = "regression" if regression else "single_label_classification"
+    if not regression:
+        model.config.id2label = dict(enumerate(labels["label_names"]))
+        model.config.label2id = {name: i for i, name in enumerate(labels["label_names"])}
+
+    data = encode_task(tokenizer, read_task_split(Path(task_dir) / "train.parquet"), cfg.max_seq_len)
+    label_dtype = torch.float32 if regression else torch.long
+    pad = tokenizer.pad_token_id
+    batches = BatchSource(len(data), lambda idx: data.collate(idx, pad_id=pad, label_dtype=label_dtype))
+
+    def loss_fn(batch: dict, step: int):
+        return model(**batch).loss, {}
+
+    ckpt = checkpoint_dir("teacher", cfg.model_dump(), backbone.model, labels)
+    log = train(
+        name="teacher",
+        modules={"model": model},
+        param_groups=[{"params": [p for p in model.parameters() if p.requires_grad]}],
+        loss_fn=loss_fn,
+        batches=batches,
+        schedule=cfg.train,
+        checkpoint_to=ckpt,
+    )
+    with atomic_dir(out_dir) as tmp:
+        save_model(model, tokenizer, tmp)
+        write_log(log, tmp / "train_log.csv")
+        write_json(tmp / "training.json", {"train_examples": len(data), "steps": len(log), "final_loss": log[-1]["loss"]})
+    shutil.rmtree(ckpt, ignore_errors=True)

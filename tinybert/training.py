@@ -1,0 +1,177 @@
+"""One resumable training loop for every training stage (MLM, teacher, GD, TD).
+
+A stage supplies the modules to optimise, a loss function of (batch, step) and a batch
+source; the loop owns optimisation, the warm-up schedule, progress lines, the loss log and
+checkpoints holding model, optimizer, scheduler and RNG state plus the data position.
+
+The data order of epoch e is a permutation seeded by (seed, e), and any randomness inside a
+step must be derived from the step number, so a resumed run continues exactly where the
+interrupted one stopped: same batches, same dropout stream, a loss curve without a jump.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from transformers import get_linear_schedule_with_warmup
+
+from tinybert.config import TrainSchedule
+
+CHECKPOINT_FILE = "state.pt"
+# Tests set this to simulate a crash right after step N (checkpoints before N survive).
+INTERRUPT_ENV = "TINYBERT_INTERRUPT_AT_STEP"
+
+
+class SimulatedInterruption(RuntimeError):
+    pass
+
+
+@dataclass
+class BatchSource:
+    """``num_examples`` examples, turned into a batch by ``collate(indices)``."""
+
+    num_examples: int
+    collate: Callable[[list[int]], dict]
+
+    def batch(self, schedule: TrainSchedule, step: int) -> dict:
+        per_epoch = steps_per_epoch(self.num_examples, schedule.batch_size)
+        epoch, position = divmod(step, per_epoch)
+        order = torch.randperm(self.num_examples, generator=torch.Generator().manual_seed(schedule.seed * 1000 + epoch))
+        chunk = order[position * schedule.batch_size:(position + 1) * schedule.batch_size]
+        return self.collate(chunk.tolist())
+
+
+def seed_everything(seed: int) -> None:
+    """Seed before building a model: new heads are initialised from the global RNG, so a stage
+    gives the same weights whether it runs in a fresh process (dvc) or after others (Prefect)."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    return max(1, math.ceil(num_examples / batch_size))
+
+
+def total_steps(num_examples: int, schedule: TrainSchedule) -> int:
+    if schedule.max_steps is not None:
+        return schedule.max_steps
+    return max(1, math.ceil(schedule.epochs * steps_per_epoch(num_examples, schedule.batch_size)))
+
+
+def checkpoint_dir(stage: str, *fingerprint_parts) -> Path:
+    """Where a stage keeps resumable state: outside DVC outputs (DVC deletes those before a run),
+    keyed by the stage's configuration and inputs so a changed parameter never resumes stale state."""
+    digest = hashlib.sha256(json.dumps(fingerprint_parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    root = Path(os.environ.get("TINYBERT_CHECKPOINTS", "checkpoints"))
+    return root / f"{stage}-{digest}"
+
+
+def _fmt_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def train(
+    *,
+    name: str,
+    modules: dict[str, nn.Module],
+    param_groups: Sequence[dict],
+    loss_fn: Callable[[dict, int], tuple[torch.Tensor, dict[str, float]]],
+    batches: BatchSource,
+    schedule: TrainSchedule,
+    checkpoint_to: Path,
+) -> list[dict]:
+    """Optimise ``param_groups`` on ``loss_fn`` and return the loss log (one row per step).
+
+    ``modules`` are saved in checkpoints and switched to training mode. A checkpoint in
+    ``checkpoint_to`` from an earlier, interrupted run is resumed.
+    """
+    steps = total_steps(batches.num_examples, schedule)
+    optimizer = torch.optim.AdamW(param_groups, lr=schedule.lr, weight_decay=schedule.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(schedule.warmup_ratio * steps), steps)
+    params = [p for group in param_groups for p in group["params"]]
+    log: list[dict] = []
+    start = 0
+
+    state_path = Path(checkpoint_to) / CHECKPOINT_FILE
+    if state_path.is_file():
+        state = torch.load(state_path, weights_only=False)
+        for key, module in modules.items():
+            module.load_state_dict(state["modules"][key])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        start, log = state["step"], state["log"]
+        print(f"[{name}] resumed from checkpoint at step {start}/{steps}", file=sys.stderr, flush=True)
+    else:
+        torch.manual_seed(schedule.seed)
+
+    interrupt_at = int(os.environ.get(INTERRUPT_ENV, "0") or 0)
+    for module in modules.values():
+        module.train()
+    began, done_here = time.monotonic(), 0
+    for step in range(start, steps):
+        batch = batches.batch(schedule, step)
+        loss, parts = loss_fn(batch, step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, schedule.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        done_here += 1
+        log.append({"step": step + 1, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0], **parts})
+
+        if (step + 1) % schedule.log_every == 0 or step + 1 == steps:
+            per_step = (time.monotonic() - began) / done_here
+            print(
+                f"[{name}] step {step + 1}/{steps} loss {log[-1]['loss']:.4f} "
+                f"lr {log[-1]['lr']:.2e} {per_step:.2f}s/step ETA {_fmt_seconds(per_step * (steps - step - 1))}",
+                file=sys.stderr,
+                flush=True,
+            )
+        if (step + 1) % schedule.checkpoint_every == 0 and step + 1 < steps:
+            _save_checkpoint(state_path, modules, optimizer, scheduler, step + 1, log)
+        if interrupt_at and step + 1 == interrupt_at:
+            raise SimulatedInterruption(f"[{name}] simulated interruption after step {interrupt_at}")
+    for module in modules.values():
+        module.eval()
+    return log
+
+
+def _save_checkpoint(path: Path, modules, optimizer, scheduler, step: int, log: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {
+            "modules": {key: module.state_dict() for key, module in modules.items()},
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "step": step,
+            "log": log,
+        },
+        tmp,
+    )
+    os.replace(tmp, path)
+
+
+def write_log(log: list[dict], path: Path) -> None:
+    """The loss curve as CSV (DVC plots read it): step, loss, lr and any loss parts."""
+    columns = list(dict.fromkeys(key for row in log for key in row))
+    lines = [",".join(columns)]
+    lines += [",".join("" if row.get(c) is None else f"{row[c]:.6g}" for c in columns) for row in log]
+    Path(path).write_text("\n".join(lines) + "\n")
