@@ -126,7 +126,9 @@ class ShardWriter:
 def read_manifest(folder: str | os.PathLike) -> dict:
     path = Path(folder) / MANIFEST
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: manifest missing; rerun the stage that writes {folder}")
+        from tinybert.errors import InputError
+
+        raise InputError(f"{folder}: no {MANIFEST}; run the stage that writes it first")
     return read_json(path)
 
 
@@ -140,5 +142,7 @@ def iter_shards(folder: str | os.PathLike, columns: list[str] | None = None) -> 
 def read_sharded(folder: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
     tables = list(iter_shards(folder, columns))
     if not tables:
-        raise ValueError(f"{folder}: no rows (empty manifest)")
+        from tinybert.errors import InputError
+
+        raise InputError(f"{folder}: no rows (empty manifest)")
     return pa.concat_tables(tables)

@@ -34,7 +34,8 @@ def load_tokenizer(path: str | Path, what: str = "tokenizer") -> PreTrainedToken
     try:
         return AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError) as err:
-        raise InputError(f"{what}: cannot load a tokenizer from {folder}: {str(err).splitlines()[0]}") from None
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0].strip()
+        raise InputError(f"{what}: cannot load a tokenizer from {folder}: {first}") from None
 
 
 def load_encoder(path: str | Path, what: str = "backbone") -> BertModel:

@@ -178,15 +178,11 @@ def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
 
 
 def load_tokenizer(model: str):
-    from transformers import AutoTokenizer
+    from tinybert.models import load_tokenizer as load_model_tokenizer
 
-    folder = resolve(model, "backbone.model")
-    try:
-        tok = AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError) as err:
-        raise InputError(f"{folder}: cannot load a tokenizer: {str(err).splitlines()[0]}") from None
+    tok = load_model_tokenizer(model, "backbone.model")
     if tok.cls_token_id is None or tok.sep_token_id is None:
-        raise InputError(f"{folder}: tokenizer has no [CLS]/[SEP] tokens (a BERT-style tokenizer is needed)")
+        raise InputError(f"backbone.model: {model}: tokenizer has no [CLS]/[SEP] tokens (a BERT-style tokenizer is needed)")
     return tok
 
 

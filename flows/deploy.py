@@ -1,0 +1,40 @@
+"""Serve the pipeline flow as a scheduled deployment (default: every night at 03:00).
+
+Schedules need a real Prefect server (the temporary one refuses them):
+
+    prefect server start --host 127.0.0.1 --port 4200 &
+    export PREFECT_API_URL=http://127.0.0.1:4200/api
+    python -m flows.deploy                       # cron "0 3 * * *"
+    python -m flows.deploy --interval 3600       # or every hour
+
+The process stays up and starts each scheduled run; stop it with Ctrl-C.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import flows  # noqa: F401  (Prefect environment defaults)
+from flows.pipeline import pipeline
+
+DEFAULT_CRON = "0 3 * * *"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve the tinybert pipeline on a schedule.")
+    parser.add_argument("--name", default="tinybert-nightly")
+    parser.add_argument("--cron", default=DEFAULT_CRON, help=f"cron schedule (default {DEFAULT_CRON!r})")
+    parser.add_argument("--interval", type=float, help="seconds between runs (replaces --cron)")
+    parser.add_argument("--repo", default=".", help="repository to run the pipeline in")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    schedule = {"interval": args.interval} if args.interval else {"cron": args.cron}
+    pipeline.serve(
+        name=args.name,
+        parameters={"repo_root": str(Path(args.repo).resolve()), "params": args.params},
+        **schedule,
+    )
+
+
+if __name__ == "__main__":
+    main()

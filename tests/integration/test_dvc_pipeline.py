@@ -1,0 +1,121 @@
+"""The tiny profile through `dvc repro`: every stage, no-op reruns, targeted reruns, lineage, checkout."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+from tests.integration.conftest import INTERRUPT_ENV, run
+from tinybert.stages import STAGES
+
+pytestmark = pytest.mark.slow
+
+
+def ran_stages(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+def set_param(repo, dotted: str, value) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    *path, last = dotted.split(".")
+    node = params
+    for key in path:
+        node = node[key]
+    node[last] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_dvc_repro_runs_every_stage_and_writes_every_artifact(built_repo):
+    log = (built_repo.parent / "first_repro.log").read_text()
+    assert ran_stages(log) == [s.name for s in STAGES]
+    for stage in STAGES:
+        for out in stage.outs.values():
+            assert (built_repo / out).is_dir(), out
+    metrics = json.loads((built_repo / "data/evaluation/metrics.json").read_text())
+    assert set(metrics["teacher"]["dev"]) == {"accuracy", "f1", "mcc"}
+    assert metrics["student"]["parameters"] < metrics["teacher"]["parameters"]
+    assert (built_repo / "data/evaluation/teacher_vs_student.png").stat().st_size > 1000
+
+
+def test_second_dvc_repro_does_nothing_and_status_is_clean(built_repo):
+    assert ran_stages(run(built_repo, "dvc", "repro").stdout) == []
+    assert "up to date" in run(built_repo, "dvc", "status").stdout
+
+
+def test_summary_prints_metrics_retention_sizes_and_throughput(built_repo):
+    out = run(built_repo, "tinybert", "summary").stdout
+    for needle in ("dev accuracy", "test accuracy", "parameters", "size on disk", "CPU throughput", "majority-class baseline"):
+        assert needle in out
+
+
+def test_lineage_names_every_upstream_stage_with_params_hashes_and_revision(built_repo):
+    out = run(built_repo, "tinybert", "lineage", "data/student/model.safetensors").stdout
+    assert "produced by stage 'task-distill'" in out
+    for upstream in ("prepare-corpus", "prepare-task", "mlm", "augment", "teacher", "general-distill", "task-distill"):
+        assert f"stage {upstream}:" in out
+    assert "stage evaluate:" not in out
+    assert "augment.p_t = 0.4" in out
+    lock = yaml.safe_load((built_repo / "dvc.lock").read_text())
+    assert lock["stages"]["augment"]["outs"][0]["md5"] in out
+    assert "git revision:" in out
+
+
+def test_lineage_of_a_file_no_stage_writes_is_a_clear_error(built_repo):
+    result = run(built_repo, "tinybert", "lineage", "README.md", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: README.md: not an output of any pipeline stage (see dvc.yaml)"
+
+
+def test_dvc_dag_shows_the_pipeline(built_repo):
+    out = run(built_repo, "dvc", "dag", "--md").stdout
+    assert "general-distill" in out and "task-distill" in out and "-->" in out
+
+
+def test_single_stage_rerun_runs_that_stage_only(built_repo):
+    out = run(built_repo, "dvc", "repro", "-s", "-f", "evaluate").stdout
+    assert ran_stages(out) == ["evaluate"]
+
+
+def test_interrupted_training_stage_resumes_from_its_checkpoint(built_repo):
+    lock = yaml.safe_load((built_repo / "dvc.lock").read_text())
+    expected = lock["stages"]["teacher"]["outs"][0]["md5"]
+    before = (built_repo / "data/teacher/model.safetensors").stat().st_mtime_ns
+
+    crashed = run(built_repo, "tinybert", "teacher", check=False, extra_env={INTERRUPT_ENV: "2"})
+    assert crashed.returncode != 0
+    assert (built_repo / "data/teacher/model.safetensors").stat().st_mtime_ns == before  # old artifact untouched
+    assert list((built_repo / "checkpoints").glob("teacher-*/state.pt"))
+
+    resumed = run(built_repo, "tinybert", "teacher")
+    assert "resumed from checkpoint at step 2/3" in resumed.stderr
+    assert not list((built_repo / "checkpoints").glob("teacher-*"))  # cleaned up once complete
+    # same weights as the uninterrupted run: DVC sees nothing to do
+    assert "up to date" in run(built_repo, "dvc", "status", "teacher").stdout, expected
+
+
+def test_changing_one_parameter_reruns_that_stage_and_its_dependents_only(built_repo):
+    set_param(built_repo, "teacher.train.lr", 0.0001)
+    out = run(built_repo, "dvc", "repro").stdout
+    assert ran_stages(out) == ["teacher", "task-distill", "evaluate"]
+    set_param(built_repo, "teacher.train.lr", 0.00005)
+    run(built_repo, "dvc", "repro")
+
+
+def test_git_checkout_of_an_earlier_commit_and_dvc_checkout_restore_its_artifacts(built_repo):
+    run(built_repo, "git", "add", "-A")
+    run(built_repo, "git", "commit", "-qm", "tiny run")
+    first = (built_repo / "data/general_student/model.safetensors").read_bytes()
+    set_param(built_repo, "general_distill.train.lr", 0.001)
+    run(built_repo, "dvc", "repro")
+    assert (built_repo / "data/general_student/model.safetensors").read_bytes() != first
+    run(built_repo, "git", "add", "-A")
+    run(built_repo, "git", "commit", "-qm", "higher GD lr")
+
+    run(built_repo, "git", "checkout", "-q", "HEAD~1")
+    run(built_repo, "dvc", "checkout")
+    assert (built_repo / "data/general_student/model.safetensors").read_bytes() == first
+    assert "up to date" in run(built_repo, "dvc", "status").stdout
+    run(built_repo, "git", "checkout", "-q", "-")
+    run(built_repo, "dvc", "checkout")

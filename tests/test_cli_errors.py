@@ -1,0 +1,95 @@
+"""Bad input through the CLI: a one-line error naming the problem, exit code 2, no output."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+TINY = yaml.safe_load(Path("profiles/tiny.yaml").read_text())
+
+
+def tinybert(tmp_path: Path, *args: str, params: dict | str | None = None):
+    if params is not None:
+        text = params if isinstance(params, str) else yaml.safe_dump(params)
+        (tmp_path / "params.yaml").write_text(text)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "tinybert.cli", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def with_task(**task) -> dict:
+    return {**TINY, "task": {**TINY["task"], **task}}
+
+
+def assert_one_line_error(result, *needles: str) -> str:
+    assert result.returncode == 2, result.stderr[-2000:]
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: ")
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [message]
+    for needle in needles:
+        assert needle in message
+    return message
+
+
+def no_output(tmp_path: Path, folder: str) -> bool:
+    return not (tmp_path / folder).exists() and not list((tmp_path / Path(folder).parent).glob(f".{Path(folder).name}.tmp-*"))
+
+
+def test_missing_column_is_named(tmp_path):
+    (tmp_path / "reviews.csv").write_text("sentence,label\ngood film,pos\nbad film,neg\nfine,pos\n")
+    result = tinybert(tmp_path, "prepare-task", params=with_task(source="reviews.csv", max_examples=None))
+    assert_one_line_error(result, "reviews.csv", "'text'")
+    assert no_output(tmp_path, "data/task")
+
+
+def test_empty_dataset_is_refused(tmp_path):
+    (tmp_path / "empty.csv").write_text("text,label\n")
+    result = tinybert(tmp_path, "prepare-task", params=with_task(source="empty.csv", max_examples=None))
+    assert_one_line_error(result, "empty.csv")
+    assert no_output(tmp_path, "data/task")
+
+
+def test_unknown_label_names_the_value(tmp_path):
+    (tmp_path / "r.csv").write_text("text,label\ngood film,pos\nbad film,neg\nodd film,meh\nfine,pos\n")
+    params = with_task(source="r.csv", max_examples=None, label_names=["neg", "pos"])
+    result = tinybert(tmp_path, "prepare-task", params=params)
+    assert_one_line_error(result, "meh")
+    assert no_output(tmp_path, "data/task")
+
+
+def test_missing_model_folder_is_named(tmp_path):
+    params = {**TINY, "backbone": {"model": str(tmp_path / "no-such-model")}}
+    result = tinybert(tmp_path, "prepare-corpus", params=params)
+    assert_one_line_error(result, "backbone.model", "no-such-model")
+    assert no_output(tmp_path, "data/corpus")
+
+
+def test_folder_without_config_is_not_a_model(tmp_path):
+    (tmp_path / "empty-model").mkdir()
+    params = {**TINY, "backbone": {"model": str(tmp_path / "empty-model")}}
+    result = tinybert(tmp_path, "prepare-corpus", params=params)
+    assert_one_line_error(result, "not a model folder")
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("task: [unclosed\n", "not valid YAML"),
+        ("augment:\n  p_t: 2\n", "augment.p_t"),
+        ("teacher:\n  train:\n    lr: fast\n", "teacher.train.lr"),
+    ],
+)
+def test_malformed_params_are_named(tmp_path, text, needle):
+    result = tinybert(tmp_path, "prepare-task", params=text)
+    assert_one_line_error(result, "params.yaml", needle)
+    assert no_output(tmp_path, "data/task")
+
+
+def test_stage_whose_input_is_missing_says_which_stage_to_run(tmp_path):
+    result = tinybert(tmp_path, "general-distill", params=TINY)
+    assert_one_line_error(result, "data/corpus")

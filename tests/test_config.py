@@ -1,0 +1,64 @@
+import pytest
+import yaml
+
+from tinybert.config import load_params
+from tinybert.errors import InputError
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_repository_params_and_tiny_profile_are_valid():
+    default, tiny = load_params("params.yaml"), load_params("profiles/tiny.yaml")
+    assert default.general_distill.student.layers == 4 and default.general_distill.student.hidden == 312
+
+
+def test_tiny_profile_sets_the_same_keys_as_params_yaml():
+    def keys(d, prefix=""):
+        return {prefix + k for k in d} | {x for k, v in d.items() if isinstance(v, dict) for x in keys(v, prefix + k + ".")}
+
+    default = yaml.safe_load(open("params.yaml"))
+    tiny = yaml.safe_load(open("profiles/tiny.yaml"))
+    assert set(default) == set(tiny)
+    assert keys(tiny) - keys(default) <= {k for k in keys(tiny) if ".train." in k or "intermediate." in k or "prediction." in k}
+
+
+def test_missing_params_file_names_the_file(tmp_path):
+    with pytest.raises(InputError, match="nope.yaml: parameters file not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_invalid_yaml_is_one_line_error(tmp_path):
+    with pytest.raises(InputError, match="not valid YAML") as err:
+        load_params(_write(tmp_path, "task: [unclosed\n"))
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_key_names_the_field(tmp_path):
+    with pytest.raises(InputError, match=r"augment\.p_threshold: Extra inputs are not permitted"):
+        load_params(_write(tmp_path, "augment:\n  p_threshold: 0.4\n"))
+
+
+def test_out_of_range_value_names_field_and_value(tmp_path):
+    with pytest.raises(InputError, match=r"augment\.p_t: .*less than or equal to 1 \(got 1\.5\)"):
+        load_params(_write(tmp_path, "augment:\n  p_t: 1.5\n"))
+
+
+def test_wrong_type_names_field_and_value(tmp_path):
+    with pytest.raises(InputError, match=r"teacher\.train\.batch_size: .*\(got 'big'\)"):
+        load_params(_write(tmp_path, "teacher:\n  train:\n    batch_size: big\n"))
+
+
+def test_student_hidden_must_divide_into_heads(tmp_path):
+    text = "general_distill:\n  student: {layers: 4, hidden: 310, intermediate: 1200, heads: 12}\n"
+    with pytest.raises(InputError, match=r"hidden \(310\) must be a multiple of heads \(12\)"):
+        load_params(_write(tmp_path, text))
+
+
+def test_general_distillation_refuses_a_prediction_loss(tmp_path):
+    text = "general_distill:\n  weights: {embedding: 1, attention: 1, hidden: 1, prediction: 1}\n"
+    with pytest.raises(InputError, match="general distillation never uses the prediction loss"):
+        load_params(_write(tmp_path, text))

@@ -1,0 +1,83 @@
+import copy
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from tinybert.capture import enable_capture, forward_features
+from tinybert.config import LossWeights
+from tinybert.distill.matches import Match, build_matches
+from tinybert.distill.objective import DistillationObjective
+from tinybert.errors import InputError
+from tinybert.losses import attention_loss, hidden_loss, soft_cross_entropy
+
+
+def test_intermediate_matches_follow_the_uniform_mapping():
+    matches = build_matches("uniform", 4, 12, LossWeights(), intermediate=True, prediction=False)
+    assert matches[0] == Match("embedding", 0, 0, 1.0)
+    assert [(m.student, m.teacher) for m in matches if m.feature == "hidden"] == [(1, 3), (2, 6), (3, 9), (4, 12)]
+    assert [(m.student, m.teacher) for m in matches if m.feature == "attention"] == [(1, 3), (2, 6), (3, 9), (4, 12)]
+    assert not any(m.feature == "prediction" for m in matches)
+
+
+def test_prediction_match_links_layer_m_plus_1_to_n_plus_1():
+    matches = build_matches("uniform", 4, 12, LossWeights(), intermediate=False, prediction=True)
+    assert matches == [Match("prediction", 5, 13, 1.0)]
+
+
+def test_a_loss_with_weight_zero_is_left_out():
+    matches = build_matches("bottom", 2, 6, LossWeights(attention=0.0), intermediate=True, prediction=False)
+    assert {m.feature for m in matches} == {"embedding", "hidden"}
+
+
+def _models(student_heads=4):
+    torch.manual_seed(0)
+    teacher_cfg = BertConfig(vocab_size=120, hidden_size=24, num_hidden_layers=4, num_attention_heads=4, intermediate_size=48)
+    student_cfg = BertConfig(vocab_size=120, hidden_size=8, num_hidden_layers=2, num_attention_heads=student_heads, intermediate_size=16)
+    return enable_capture(BertForSequenceClassification(student_cfg)), enable_capture(BertForSequenceClassification(teacher_cfg))
+
+
+def test_objective_sums_weighted_losses_of_every_match(padded_batch):
+    student, teacher = _models()
+    matches = build_matches("uniform", 2, 4, LossWeights(hidden=2.0), intermediate=True, prediction=True)
+    objective = DistillationObjective(matches, 8, 24, student_heads=4, teacher_heads=4)
+    s, t = forward_features(student, padded_batch), forward_features(teacher, padded_batch)
+    total, parts = objective(s, t)
+    proj = objective.hidden_proj
+    expected = (
+        hidden_loss(s.hidden[0], t.hidden[0], proj)
+        + 2 * (hidden_loss(s.hidden[1], t.hidden[2], proj) + hidden_loss(s.hidden[2], t.hidden[4], proj))
+        + attention_loss(s.scores[0], t.scores[1]) + attention_loss(s.scores[1], t.scores[3])
+        + soft_cross_entropy(s.logits, t.logits)
+    )
+    assert total.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert set(parts) == {"embedding_loss", "hidden_loss", "attention_loss", "prediction_loss"}
+
+
+def test_shared_projection_is_one_module_and_separate_is_two():
+    matches = build_matches("uniform", 2, 4, LossWeights(), intermediate=True, prediction=False)
+    shared = DistillationObjective(matches, 8, 24, student_heads=4, teacher_heads=4)
+    separate = DistillationObjective(matches, 8, 24, student_heads=4, teacher_heads=4, shared_projection=False)
+    assert shared.embedding_proj is shared.hidden_proj
+    assert separate.embedding_proj is not separate.hidden_proj
+
+
+def test_different_head_counts_are_refused_with_the_attention_loss():
+    matches = build_matches("uniform", 2, 4, LossWeights(), intermediate=True, prediction=False)
+    with pytest.raises(InputError, match="student has 2, teacher 4"):
+        DistillationObjective(matches, 8, 24, student_heads=2, teacher_heads=4)
+
+
+def test_different_head_counts_are_allowed_once_the_attention_loss_is_off():
+    matches = build_matches("uniform", 2, 4, LossWeights(attention=0.0), intermediate=True, prediction=False)
+    DistillationObjective(matches, 8, 24, student_heads=2, teacher_heads=4)
+
+
+def test_masked_keys_contribute_nothing_to_the_attention_loss(padded_batch):
+    student, teacher = _models()
+    s, t = forward_features(student, padded_batch), forward_features(teacher, padded_batch)
+    real_key = padded_batch["attention_mask"][:, None, None, :].bool().expand_as(s.scores[0])
+    # by hand: squared error on real keys only, divided by every element (reference rule)
+    diff = torch.where(real_key, s.scores[0] - t.scores[0], torch.zeros(()))
+    expected = (diff**2).sum() / diff.numel()
+    assert attention_loss(s.scores[0], t.scores[0]).item() == pytest.approx(expected.item(), rel=1e-5)

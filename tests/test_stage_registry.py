@@ -1,0 +1,50 @@
+"""The stage list is the one source of truth for dvc.yaml, the CLI and the Prefect flow."""
+from pathlib import Path
+
+import yaml
+
+from tinybert.dvcfile import render
+from tinybert.stages import BY_NAME, STAGES, dvc_yaml, producer_of
+
+
+def test_committed_dvc_yaml_is_generated_from_the_stage_list():
+    assert Path("dvc.yaml").read_text() == render()
+
+
+def test_every_stage_is_one_cli_subcommand_and_one_dvc_stage():
+    from tinybert.cli import app
+
+    commands = {c.name for c in app.registered_commands}
+    assert {s.name for s in STAGES} <= commands
+    assert list(dvc_yaml()["stages"]) == [s.name for s in STAGES]
+    assert all(dvc_yaml()["stages"][s.name]["cmd"] == f"tinybert {s.name}" for s in STAGES)
+
+
+def test_every_declared_code_dependency_exists():
+    for stage in STAGES:
+        for dep in dvc_yaml()["stages"][stage.name]["deps"]:
+            if not dep.startswith("data/"):
+                assert Path(dep).is_file(), f"{stage.name}: {dep}"
+
+
+def test_stages_are_listed_after_the_stages_they_read_from():
+    seen = set()
+    for stage in STAGES:
+        for dep in stage.deps.values():
+            assert producer_of(dep).name in seen, f"{stage.name} reads {dep} before it is produced"
+        seen.add(stage.name)
+
+
+def test_params_sections_passed_to_each_stage_exist_in_params_yaml():
+    params = yaml.safe_load(open("params.yaml"))
+    for stage in STAGES:
+        assert set(stage.sections) <= set(params), stage.name
+
+
+def test_the_flow_runs_the_registry_stages():
+    import inspect
+
+    import flows.pipeline
+
+    assert "STAGES" in inspect.getsource(flows.pipeline.pipeline.fn)
+    assert BY_NAME["teacher"].retries >= 1

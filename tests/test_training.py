@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from tinybert.config import TrainSchedule
+from tinybert.training import INTERRUPT_ENV, BatchSource, SimulatedInterruption, total_steps, train, write_log
+
+
+def _setup():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.3), torch.nn.Linear(8, 1))
+    x = torch.randn(20, 3, generator=torch.Generator().manual_seed(1))
+    y = x.sum(-1, keepdim=True)
+    source = BatchSource(20, lambda idx: {"x": x[idx], "y": y[idx]})
+    return model, source
+
+
+def _run(checkpoint_to, schedule):
+    model, source = _setup()
+    log = train(
+        name="t",
+        modules={"model": model},
+        param_groups=[{"params": list(model.parameters())}],
+        loss_fn=lambda b, step: (torch.nn.functional.mse_loss(model(b["x"]), b["y"]), {}),
+        batches=source,
+        schedule=schedule,
+        checkpoint_to=checkpoint_to,
+    )
+    return model, log
+
+
+SCHEDULE = TrainSchedule(epochs=2, batch_size=6, lr=0.05, checkpoint_every=2, log_every=1)
+
+
+def test_epochs_round_up_to_whole_batches():
+    assert total_steps(20, SCHEDULE) == 8
+    assert total_steps(20, SCHEDULE.model_copy(update={"max_steps": 3})) == 3
+
+
+def test_interrupted_training_resumes_to_the_same_weights_and_curve(tmp_path, monkeypatch):
+    reference, reference_log = _run(tmp_path / "straight", SCHEDULE)
+
+    monkeypatch.setenv(INTERRUPT_ENV, "5")
+    with pytest.raises(SimulatedInterruption):
+        _run(tmp_path / "resumed", SCHEDULE)
+    assert (tmp_path / "resumed" / "state.pt").is_file()  # checkpoint of step 4 survived
+    monkeypatch.delenv(INTERRUPT_ENV)
+    resumed, resumed_log = _run(tmp_path / "resumed", SCHEDULE)
+
+    assert [row["step"] for row in resumed_log] == list(range(1, 9))
+    assert [r["loss"] for r in resumed_log] == pytest.approx([r["loss"] for r in reference_log], rel=1e-6)
+    for a, b in zip(reference.parameters(), resumed.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_loss_goes_down_on_a_learnable_problem(tmp_path):
+    _, log = _run(tmp_path, SCHEDULE.model_copy(update={"epochs": 10}))
+    assert log[-1]["loss"] < 0.5 * log[0]["loss"]
+
+
+def test_loss_log_is_written_as_csv_with_every_column(tmp_path):
+    write_log([{"step": 1, "loss": 0.5, "lr": 1e-4}, {"step": 2, "loss": 0.25, "lr": 1e-4, "hidden_loss": 0.1}], tmp_path / "log.csv")
+    assert (tmp_path / "log.csv").read_text().splitlines() == ["step,loss,lr,hidden_loss", "1,0.5,0.0001,", "2,0.25,0.0001,0.1"]
