@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # The data/ layout and DVC's own files are recreated in the copy.
-SKIP = ("data/", ".dvc/tmp", ".dvc/cache")
+SKIP = ("data/", ".dvc/tmp", ".dvc/cache", "dvc.lock")
 
 
 def env_for(repo: Path) -> dict:
