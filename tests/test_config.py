@@ -14,6 +14,7 @@ def _write(tmp_path, text):
 def test_repository_params_and_tiny_profile_are_valid():
     default, tiny = load_params("params.yaml"), load_params("profiles/tiny.yaml")
     assert default.general_distill.student.layers == 4 and default.general_distill.student.hidden == 312
+    assert tiny.general_distill.student.layers < default.general_distill.student.layers
 
 
 def test_tiny_profile_sets_the_same_keys_as_params_yaml():

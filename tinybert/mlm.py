@@ -8,7 +8,6 @@ learning rate than the freshly initialised head.
 """
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -17,9 +16,9 @@ from transformers import AutoModelForMaskedLM, BertForMaskedLM
 
 from tinybert.batching import Encoded, encode_corpus
 from tinybert.config import BackboneConfig, MlmConfig
-from tinybert.io import atomic_dir, read_manifest, write_json
-from tinybert.models import load_tokenizer, model_dir, save_model
-from tinybert.training import BatchSource, checkpoint_dir, seed_everything, train, write_log
+from tinybert.io import read_manifest
+from tinybert.models import load_tokenizer, model_dir, publish_trained_model
+from tinybert.training import BatchSource, checkpoint_dir, seed_everything, train
 
 IGNORE = -100
 
@@ -91,11 +90,12 @@ def run(backbone: BackboneConfig, cfg: MlmConfig, *, corpus_dir: Path, out_dir: 
     report["accuracy"] = masked_token_accuracy(model, held_out, tokenizer, cfg.mask_prob, cfg.train.seed)
     print(f"[mlm] masked-token accuracy on held-out corpus text: {report['accuracy']:.3f}", file=sys.stderr)
 
-    with atomic_dir(out_dir) as tmp:
-        save_model(model, tokenizer, tmp)
-        write_json(tmp / "mlm_metrics.json", report)
-        if log:
-            write_log(log, tmp / "train_log.csv")
+    logs = {"train_log": log} if log else {}
+    publish_trained_model(out_dir, model, tokenizer, logs, report, checkpoints_for(cfg, backbone, corpus_dir))
+
+
+def checkpoints_for(cfg: MlmConfig, backbone: BackboneConfig, corpus_dir: Path) -> Path:
+    return checkpoint_dir("mlm", cfg.model_dump(), backbone.model, read_manifest(corpus_dir)["shards"])
 
 
 def _train(model, tokenizer, data: Encoded, cfg: MlmConfig, backbone: BackboneConfig, corpus_dir: Path) -> list[dict]:
@@ -112,15 +112,12 @@ def _train(model, tokenizer, data: Encoded, cfg: MlmConfig, backbone: BackboneCo
         loss, correct = masked_lm_loss(model, batch, ids, labels)
         return loss, {"accuracy": float(correct.float().mean())}
 
-    ckpt = checkpoint_dir("mlm", cfg.model_dump(), backbone.model, read_manifest(corpus_dir)["shards"])
-    log = train(
+    return train(
         name="mlm",
         modules={"model": model},
         param_groups=[{"params": encoder, "lr": cfg.train.lr}, {"params": head, "lr": cfg.head_lr}],
         loss_fn=loss_fn,
         batches=batches,
         schedule=cfg.train,
-        checkpoint_to=ckpt,
+        checkpoint_to=checkpoints_for(cfg, backbone, corpus_dir),
     )
-    shutil.rmtree(ckpt, ignore_errors=True)
-    return log

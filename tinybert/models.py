@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -83,3 +84,17 @@ def save_model(model, tokenizer, out: Path) -> None:
     """Save as a Hugging Face folder in safetensors, loadable with the default attention."""
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+
+
+def publish_trained_model(out_dir: Path, model, tokenizer, logs: dict[str, list[dict]], report: dict, checkpoints: Path) -> None:
+    """A training stage's output, written atomically: the model folder, one loss-curve CSV per
+    log (``NAME.csv``) and ``training.json``; then the now useless resumable checkpoints go."""
+    from tinybert.io import atomic_dir, write_json
+    from tinybert.training import write_log
+
+    with atomic_dir(out_dir) as tmp:
+        save_model(model, tokenizer, tmp)
+        for name, log in logs.items():
+            write_log(log, tmp / f"{name}.csv")
+        write_json(tmp / "training.json", report)
+    shutil.rmtree(checkpoints, ignore_errors=True)

@@ -139,7 +139,7 @@ PLOTS = {
     "data/student/intermediate_log.csv": "task-distill (intermediate)",
     "data/student/prediction_log.csv": "task-distill (prediction)",
 }
-METRICS = ("data/evaluation/metrics.json", "data/mlm/mlm_metrics.json")
+METRICS = ("data/evaluation/metrics.json", "data/mlm/training.json")
 
 
 def producer_of(path: str) -> Stage | None:

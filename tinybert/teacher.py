@@ -1,16 +1,15 @@
 """Stage teacher: fine-tune the backbone on the task's training split."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
 
 from tinybert.batching import encode_task, read_task_split
 from tinybert.config import BackboneConfig, TeacherConfig
-from tinybert.io import atomic_dir, read_json, write_json
-from tinybert.models import load_classifier, load_tokenizer, save_model
-from tinybert.training import BatchSource, checkpoint_dir, seed_everything, train, write_log
+from tinybert.io import read_json
+from tinybert.models import load_classifier, load_tokenizer, publish_trained_model
+from tinybert.training import BatchSource, checkpoint_dir, seed_everything, train
 
 
 def run(backbone: BackboneConfig, cfg: TeacherConfig, *, task_dir: Path, out_dir: Path) -> None:
@@ -42,8 +41,5 @@ def run(backbone: BackboneConfig, cfg: TeacherConfig, *, task_dir: Path, out_dir
         schedule=cfg.train,
         checkpoint_to=ckpt,
     )
-    with atomic_dir(out_dir) as tmp:
-        save_model(model, tokenizer, tmp)
-        write_log(log, tmp / "train_log.csv")
-        write_json(tmp / "training.json", {"train_examples": len(data), "steps": len(log), "final_loss": log[-1]["loss"]})
-    shutil.rmtree(ckpt, ignore_errors=True)
+    report = {"train_examples": len(data), "steps": len(log), "final_loss": log[-1]["loss"]}
+    publish_trained_model(out_dir, model, tokenizer, {"train_log": log}, report, ckpt)

@@ -2,7 +2,6 @@
 on the unlabelled corpus (embedding, attention and hidden losses; never the prediction loss)."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from tinybert.batching import encode_corpus
@@ -10,9 +9,9 @@ from tinybert.config import BackboneConfig, GeneralDistillConfig
 from tinybert.distill.loop import distill
 from tinybert.distill.matches import build_matches
 from tinybert.distill.objective import DistillationObjective
-from tinybert.io import atomic_dir, read_manifest, write_json
-from tinybert.models import load_encoder, load_tokenizer, new_student, parameter_count, save_model
-from tinybert.training import BatchSource, checkpoint_dir, seed_everything, write_log
+from tinybert.io import read_manifest
+from tinybert.models import load_encoder, load_tokenizer, new_student, parameter_count, publish_trained_model
+from tinybert.training import BatchSource, checkpoint_dir, seed_everything
 
 
 def run(backbone: BackboneConfig, cfg: GeneralDistillConfig, *, corpus_dir: Path, out_dir: Path) -> None:
@@ -46,18 +45,12 @@ def run(backbone: BackboneConfig, cfg: GeneralDistillConfig, *, corpus_dir: Path
         schedule=cfg.train,
         checkpoint_to=ckpt,
     )
-    with atomic_dir(out_dir) as tmp:
-        save_model(student, tokenizer, tmp)
-        write_log(log, tmp / "train_log.csv")
-        write_json(
-            tmp / "distill.json",
-            {
-                "matches": [m.__dict__ for m in matches],
-                "teacher": backbone.model,
-                "student_parameters": parameter_count(student),
-                "corpus_sequences": len(data),
-                "steps": len(log),
-                "final_loss": log[-1]["loss"],
-            },
-        )
-    shutil.rmtree(ckpt, ignore_errors=True)
+    report = {
+        "matches": [m.__dict__ for m in matches],
+        "teacher": backbone.model,
+        "student_parameters": parameter_count(student),
+        "corpus_sequences": len(data),
+        "steps": len(log),
+        "final_loss": log[-1]["loss"],
+    }
+    publish_trained_model(out_dir, student, tokenizer, {"train_log": log}, report, ckpt)

@@ -2,7 +2,6 @@
 augmented training set, in the reference's two steps: intermediate layers, then prediction layer."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
@@ -13,9 +12,9 @@ from tinybert.config import TaskDistillConfig, TrainSchedule
 from tinybert.distill.loop import distill
 from tinybert.distill.matches import build_matches
 from tinybert.distill.objective import DistillationObjective
-from tinybert.io import atomic_dir, read_json, read_manifest, read_sharded, write_json
-from tinybert.models import load_classifier, load_tokenizer, save_model
-from tinybert.training import BatchSource, checkpoint_dir, seed_everything, write_log
+from tinybert.io import read_json, read_manifest, read_sharded
+from tinybert.models import load_classifier, load_tokenizer, publish_trained_model
+from tinybert.training import BatchSource, checkpoint_dir, seed_everything
 
 STEPS = ("intermediate", "prediction")
 
@@ -49,15 +48,8 @@ def run(
     for step_name, schedule in zip(STEPS, (cfg.intermediate, cfg.prediction)):
         logs[step_name] = _run_step(step_name, schedule, cfg, student, teacher, s_cfg, t_cfg, batches, regression, ckpt)
 
-    with atomic_dir(out_dir) as tmp:
-        save_model(student, tokenizer, tmp)
-        for step_name, log in logs.items():
-            write_log(log, tmp / f"{step_name}_log.csv")
-        write_json(
-            tmp / "distill.json",
-            {"augmented_rows": len(data), **{f"{k}_steps": len(v) for k, v in logs.items()}},
-        )
-    shutil.rmtree(ckpt, ignore_errors=True)
+    report = {"augmented_rows": len(data), **{f"{k}_steps": len(v) for k, v in logs.items()}}
+    publish_trained_model(out_dir, student, tokenizer, {f"{k}_log": v for k, v in logs.items()}, report, ckpt)
 
 
 def _run_step(step_name, schedule: TrainSchedule, cfg, student, teacher, s_cfg, t_cfg, batches, regression, ckpt: Path):
