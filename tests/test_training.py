@@ -60,3 +60,14 @@ def test_loss_goes_down_on_a_learnable_problem(tmp_path):
 def test_loss_log_is_written_as_csv_with_every_column(tmp_path):
     write_log([{"step": 1, "loss": 0.5, "lr": 1e-4}, {"step": 2, "loss": 0.25, "lr": 1e-4, "hidden_loss": 0.1}], tmp_path / "log.csv")
     assert (tmp_path / "log.csv").read_text().splitlines() == ["step,loss,lr,hidden_loss", "1,0.5,0.0001,", "2,0.25,0.0001,0.1"]
+
+
+def test_length_grouped_batches_cover_every_example_once_per_epoch_with_little_padding():
+    lengths = [(i * 37) % 50 + 1 for i in range(1000)]
+    source = BatchSource(1000, lambda idx: idx, lengths)
+    schedule = TrainSchedule(batch_size=10, seed=3)
+    batches = [source.batch(schedule, step) for step in range(100)]
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert padded < 1.2 * sum(lengths)
+    assert batches != [source.batch(schedule, step) for step in range(100, 200)]  # next epoch reshuffles

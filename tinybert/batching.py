@@ -22,6 +22,10 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
+
     def collate(self, indices: list[int], pad_id: int = 0, label_dtype=torch.long) -> dict:
         """Pad the chosen examples to the longest among them (dynamic padding)."""
         rows = [self.input_ids[i] for i in indices]

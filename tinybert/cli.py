@@ -55,7 +55,17 @@ def dvc_yaml_command(check: bool = typer.Option(False, help="fail if dvc.yaml di
         write_dvc_yaml(Path("dvc.yaml"))
 
 
+def _quiet_libraries() -> None:
+    # Our own progress lines say what happens; transformers' load reports and per-file
+    # progress bars would bury them in every stage's log.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def main() -> None:
+    _quiet_libraries()
     try:
         app(standalone_mode=False)
     except InputError as err:

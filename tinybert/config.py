@@ -81,7 +81,9 @@ class AugmentConfig(Section):
     n_aug: int = Field(20, ge=0)
     k: int = Field(15, ge=1)
     seed: int = 42
-    max_examples: int | None = Field(None, ge=1, description="augment only the first N training rows")
+    max_examples: int | None = Field(
+        None, ge=1, description="augment only the first N training rows; the rest are kept as originals"
+    )
     batch_size: int = Field(64, ge=1)
     shard_rows: int = Field(4096, ge=1)
 

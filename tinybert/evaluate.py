@@ -34,13 +34,16 @@ def task_metrics(labels: dict, gold: np.ndarray, predicted: np.ndarray) -> dict[
 def predict(model, tokenizer, rows: dict, max_seq_len: int, batch_size: int, regression: bool) -> np.ndarray:
     model.eval()
     data = encode_task(tokenizer, rows, max_seq_len)
-    out = []
+    # Sorted by length so batches carry little padding; predictions go back to row order.
+    order = sorted(range(len(data)), key=lambda i: len(data.input_ids[i]))
+    out = torch.empty(len(data), dtype=torch.float32 if regression else torch.long)
     for start in range(0, len(data), batch_size):
-        batch = data.collate(list(range(start, min(start + batch_size, len(data)))), pad_id=tokenizer.pad_token_id)
+        chosen = order[start:start + batch_size]
+        batch = data.collate(chosen, pad_id=tokenizer.pad_token_id)
         batch.pop("labels", None)
         logits = model(**batch).logits
-        out.append(logits.squeeze(-1) if regression else logits.argmax(-1))
-    return torch.cat(out).numpy()
+        out[chosen] = logits.squeeze(-1) if regression else logits.argmax(-1)
+    return out.numpy()
 
 
 @torch.inference_mode()

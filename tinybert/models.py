@@ -1,7 +1,6 @@
 """Loading, building and measuring the BERT models the pipeline uses."""
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from tinybert.capture import enable_capture
 from tinybert.config import StudentShape
 from tinybert.errors import InputError
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def model_dir(value: str | Path, what: str) -> Path:

@@ -26,7 +26,7 @@ def run(backbone: BackboneConfig, cfg: TeacherConfig, *, task_dir: Path, out_dir
     data = encode_task(tokenizer, read_task_split(Path(task_dir) / "train.parquet"), cfg.max_seq_len)
     label_dtype = torch.float32 if regression else torch.long
     pad = tokenizer.pad_token_id
-    batches = BatchSource(len(data), lambda idx: data.collate(idx, pad_id=pad, label_dtype=label_dtype))
+    batches = BatchSource(len(data), lambda idx: data.collate(idx, pad_id=pad, label_dtype=label_dtype), data.lengths)
 
     def loss_fn(batch: dict, step: int):
         return model(**batch).loss, {}

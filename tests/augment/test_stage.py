@@ -91,11 +91,14 @@ def test_p_zero_keeps_only_original_rows(tmp_path, glove_file, mlm_dir):
     assert manifest["generated_rows"] == 0
 
 
-def test_max_examples_and_shard_rows_are_honoured(tmp_path, glove_file, mlm_dir):
+def test_max_examples_augments_the_first_rows_and_keeps_the_rest_as_originals(tmp_path, glove_file, mlm_dir):
     table, manifest = run(tmp_path, glove_file, mlm_dir, max_examples=2, shard_rows=2, p_t=0.5, k=5, n_aug=10)
-    assert set(table.column("source_id").to_pylist()) == {10, 11}
+    generated = [sid for sid, orig in zip(table.column("source_id").to_pylist(), table.column("is_original").to_pylist()) if not orig]
+    assert generated and set(generated) <= {10, 11}  # only the first two rows are augmented
+    originals = [sid for sid, orig in zip(table.column("source_id").to_pylist(), table.column("is_original").to_pylist()) if orig]
+    assert originals == sorted(originals) and len(originals) == manifest["source_rows"] > 2
+    assert manifest["augmented_rows"] == 2
     assert len(manifest["shards"]) == (table.num_rows + 1) // 2
-    assert manifest["source_rows"] == 2
 
 
 def test_output_does_not_depend_on_chunking(tmp_path, glove_file, mlm_dir, monkeypatch):

@@ -12,7 +12,6 @@ with the parameters and counts in :data:`MANIFEST_KEYS`.
 """
 from __future__ import annotations
 
-import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -28,7 +27,6 @@ from tinybert.config import AugmentConfig, BackboneConfig
 from tinybert.errors import InputError
 from tinybert.io import ShardWriter, atomic_dir
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SCHEMA = pa.schema([
     ("id", pa.int64()),
@@ -40,7 +38,7 @@ SCHEMA = pa.schema([
 ])
 MANIFEST_KEYS = (
     "p_t", "n_aug", "k", "seed", "glove", "glove_limit", "max_examples", "backbone",
-    "source_rows", "source_sentences", "original_rows", "generated_rows",
+    "source_rows", "augmented_rows", "source_sentences", "original_rows", "generated_rows",
     "words_mlm", "words_glove", "words_itself",
 )
 # Examples whose candidate sets are computed together: enough MLM inputs to fill several
@@ -48,7 +46,7 @@ MANIFEST_KEYS = (
 CHUNK_EXAMPLES = 128
 
 
-def read_train(task_dir: Path, max_examples: int | None) -> pa.Table:
+def read_train(task_dir: Path) -> pa.Table:
     path = Path(task_dir) / "train.parquet"
     if not path.is_file():
         raise InputError(f"{path}: training set not found; run the task stage first")
@@ -66,8 +64,6 @@ def read_train(task_dir: Path, max_examples: int | None) -> pa.Table:
         raise InputError(f"{path}: no rows to augment")
     if table.column("text").null_count:
         raise InputError(f"{path}: column text has {table.column('text').null_count} null value(s)")
-    if max_examples is not None:
-        table = table.slice(0, max_examples)
     return table
 
 
@@ -106,7 +102,7 @@ def run(backbone: BackboneConfig, cfg: AugmentConfig, *, task_dir: Path, mlm_dir
     import torch
     from tqdm.auto import tqdm
 
-    table = read_train(task_dir, cfg.max_examples)
+    table = read_train(task_dir)
     model, tokenizer = load_mlm(mlm_dir)
     kv = load_glove(cfg.glove, cfg.glove_limit)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -118,15 +114,18 @@ def run(backbone: BackboneConfig, cfg: AugmentConfig, *, task_dir: Path, mlm_dir
     texts_b = table.column("text_b").to_pylist() if "text_b" in table.column_names else [None] * len(texts)
     labels = table.column("label").cast(pa.float64()).to_pylist()
     ids = table.column("id").cast(pa.int64()).to_pylist()
-    n_sentences = len(texts) + sum(b is not None for b in texts_b)
+    # Only the first max_examples rows are augmented (a compute budget); the others are kept
+    # as originals, so the student still sees the whole training set.
+    n_augmented = len(texts) if cfg.max_examples is None else min(cfg.max_examples, len(texts))
+    n_sentences = n_augmented + sum(b is not None for b in texts_b[:n_augmented])
 
     stats: Counter = Counter()
     with atomic_dir(out_dir) as tmp:
         writer = ShardWriter(tmp, SCHEMA, cfg.shard_rows)
         next_id = 0
         progress = tqdm(total=n_sentences, desc="augment", unit="sent", file=sys.stderr, mininterval=1.0)
-        for start in range(0, len(texts), CHUNK_EXAMPLES):
-            rows = range(start, min(start + CHUNK_EXAMPLES, len(texts)))
+        for start in range(0, n_augmented, CHUNK_EXAMPLES):
+            rows = range(start, min(start + CHUNK_EXAMPLES, n_augmented))
             # One list of sentences per chunk: [text, text_b?] per example, in order.
             sentences, owners = [], []
             for r in rows:
@@ -148,10 +147,13 @@ def run(backbone: BackboneConfig, cfg: AugmentConfig, *, task_dir: Path, mlm_dir
                     next_id += 1
             progress.update(len(sentences))
         progress.close()
+        for r in range(n_augmented, len(texts)):
+            writer.add(dict(id=next_id, source_id=ids[r], text=texts[r], text_b=texts_b[r], label=labels[r], is_original=True))
+            next_id += 1
         writer.metadata.update(
             p_t=cfg.p_t, n_aug=cfg.n_aug, k=cfg.k, seed=cfg.seed, glove=cfg.glove, glove_limit=cfg.glove_limit,
             max_examples=cfg.max_examples, backbone=backbone.model,
-            source_rows=len(texts), source_sentences=n_sentences,
+            source_rows=len(texts), augmented_rows=n_augmented, source_sentences=n_sentences,
             original_rows=len(texts), generated_rows=next_id - len(texts),
             words_mlm=stats["mlm"], words_glove=stats["glove"], words_itself=stats["itself"],
         )

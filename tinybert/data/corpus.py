@@ -17,7 +17,6 @@ from __future__ import annotations
 import bz2
 import hashlib
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -31,7 +30,6 @@ from tinybert.errors import InputError
 from tinybert.io import ShardWriter, atomic_dir, file_sha256
 
 # Must be set before transformers is first imported (it is imported lazily below).
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("doc_id", pa.int64())])
 MANIFEST_KEYS = ("source", "source_sha256", "format", "documents", "tokens", "max_seq_len", "tokenizer")

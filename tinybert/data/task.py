@@ -12,7 +12,6 @@ with :data:`SCHEMA`, each sorted by ``id`` (the row's 0-based position in the so
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -25,10 +24,6 @@ from tinybert.assets import resolve
 from tinybert.config import TaskConfig
 from tinybert.errors import InputError
 from tinybert.io import atomic_dir, file_sha256, write_json, write_parquet
-
-# Read at import by datasets/huggingface_hub, which are imported lazily below.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 SCHEMA = pa.schema([("id", pa.int64()), ("text", pa.string()), ("text_b", pa.string()), ("label", pa.float64())])
 SPLITS = ("train", "dev", "test")

@@ -40,7 +40,7 @@ def run(
     rows = read_sharded(augmented_dir, ["text", "text_b", "label"]).to_pydict()
     data = encode_task(tokenizer, rows, cfg.max_seq_len)
     pad = tokenizer.pad_token_id
-    batches = BatchSource(len(data), lambda idx: data.collate(idx, pad_id=pad))
+    batches = BatchSource(len(data), lambda idx: data.collate(idx, pad_id=pad), data.lengths)
 
     s_cfg, t_cfg = student.config, teacher.config
     ckpt = checkpoint_dir("task-distill", cfg.model_dump(), read_manifest(augmented_dir)["shards"], str(teacher_dir), str(general_dir))
