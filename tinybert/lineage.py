@@ -77,4 +77,19 @@ def lineage_report(path: str, lock_path: str | Path = "dvc.lock") -> str:
         lines += [f"    {d['path']}  {_hash(d)}" for d in entry.get("deps", [])]
         lines.append("  outputs:")
         lines += [f"    {o['path']}  {_hash(o)}" for o in entry.get("outs", [])]
+        lines += _source_fingerprints(name)
     return "\n".join(lines)
+
+
+def _source_fingerprints(name: str) -> list[str]:
+    """Sources named by a parameter (a dataset or corpus file) are not DVC dependencies; the stage
+    records their checksum in its output, shown here."""
+    lines = []
+    for out in BY_NAME[name].outs.values():
+        for record in ("manifest.json", "labels.json"):
+            path = Path(out) / record
+            if path.is_file():
+                info = yaml.safe_load(path.read_text())
+                if isinstance(info, dict) and info.get("source_sha256"):
+                    lines.append(f"  source: {info.get('source')}  sha256 {info['source_sha256']}")
+    return lines

@@ -60,6 +60,7 @@ def test_lineage_names_every_upstream_stage_with_params_hashes_and_revision(buil
     lock = yaml.safe_load((built_repo / "dvc.lock").read_text())
     assert lock["stages"]["augment"]["outs"][0]["md5"] in out
     assert "git revision:" in out
+    assert "source: embedded:movie-reviews  sha256 " in out  # the dataset file itself, recorded by prepare-task
 
 
 def test_lineage_of_a_file_no_stage_writes_is_a_clear_error(built_repo):
