@@ -120,3 +120,35 @@ def test_git_checkout_of_an_earlier_commit_and_dvc_checkout_restore_its_artifact
     assert "up to date" in run(built_repo, "dvc", "status").stdout
     run(built_repo, "git", "checkout", "-q", "-")
     run(built_repo, "dvc", "checkout")
+
+
+def test_a_killed_training_stage_resumes_from_its_last_checkpoint(built_repo, tmp_path):
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import time
+
+    from tests.integration.conftest import env_for
+
+    params = yaml.safe_load((built_repo / "params.yaml").read_text())
+    params["general_distill"]["train"].update(max_steps=40, checkpoint_every=2, log_every=1)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copytree(built_repo / "data/corpus", tmp_path / "data/corpus")
+    env = {**env_for(built_repo), "TINYBERT_CHECKPOINTS": str(tmp_path / "checkpoints")}
+
+    proc = subprocess.Popen(["tinybert", "general-distill"], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "checkpoints").glob("general-distill-*/state.pt")):
+        assert proc.poll() is None and time.monotonic() < deadline, "stage ended before its first checkpoint"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "data/general_student").exists()
+
+    resumed = subprocess.run(["tinybert", "general-distill"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert re.search(r"resumed from checkpoint at step \d+/40", resumed.stderr)
+    log = (tmp_path / "data/general_student/train_log.csv").read_text().splitlines()
+    assert [int(line.split(",")[0]) for line in log[1:]] == list(range(1, 41))  # the curve continues, no gap
