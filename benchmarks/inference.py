@@ -1,0 +1,62 @@
+"""CPU inference throughput: TinyBERT4 student vs a BERT-base-shaped teacher, as users load them.
+
+Both models are randomly initialised (speed does not depend on the weights), saved with
+`save_pretrained` and loaded back with `from_pretrained` and the default attention, the way a
+user loads `data/student`. Batch 32, length 128, inference mode; best of N timed runs.
+
+    python benchmarks/inference.py [--repeats 5] [--student data/student]
+
+Prints both throughputs and the ratio (the paper reports 9.4x; FLOPs allow about 18.75x).
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+from transformers.utils import logging as hf_logging
+
+import tinybert  # noqa: F401  (offline defaults)
+from tinybert.config import StudentShape
+from tinybert.evaluate import throughput
+from tinybert.models import student_config
+
+BERT_BASE = BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
+
+
+def saved_and_loaded(config: BertConfig, folder: Path):
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return BertForSequenceClassification.from_pretrained(folder)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--student", type=Path, help="a trained student folder (default: a fresh TinyBERT4)")
+    args = parser.parse_args()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        teacher = saved_and_loaded(BERT_BASE, Path(tmp) / "teacher")
+        if args.student:
+            student = BertForSequenceClassification.from_pretrained(args.student)
+        else:
+            student = saved_and_loaded(student_config(BERT_BASE, StudentShape()), Path(tmp) / "student")
+        results = {}
+        for name, model in (("teacher (BERT-base shape)", teacher), ("student (TinyBERT4)", student)):
+            params = sum(p.numel() for p in model.parameters())
+            results[name] = throughput(model, model.config.vocab_size, args.batch, args.length, args.repeats)
+            print(f"{name:26s} {params / 1e6:6.1f}M params  {results[name]:8.1f} examples/s  "
+                  f"({1000 * args.batch / results[name]:.0f} ms per batch of {args.batch}x{args.length})")
+    teacher_rate, student_rate = results.values()
+    print(f"speed-up student / teacher: {student_rate / teacher_rate:.1f}x  (torch threads: {torch.get_num_threads()})")
+
+
+if __name__ == "__main__":
+    main()
