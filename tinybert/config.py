@@ -129,6 +129,11 @@ class GeneralDistillConfig(Section):
 
 
 class TaskDistillConfig(Section):
+    # Ablation switches (paper, Table 6): each turns one component off.
+    general_student: bool = True  # False: "w/o GD", a randomly initialised student of the same shape
+    distillation: bool = True  # False: "w/o TD", the student is fine-tuned on the labels instead
+    augmented_data: bool = True  # False: "w/o DA", the original training rows only
+    one_step: bool = False  # True: all losses in one step (schedule: intermediate), not the reference's two
     mapping: Literal["uniform", "top", "bottom"] | list[int] = "uniform"
     shared_projection: bool = True
     weights: LossWeights = LossWeights()

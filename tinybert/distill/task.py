@@ -1,10 +1,14 @@
 """Stage task-distill: the general student learns the task from the fine-tuned teacher on the
-augmented training set, in the reference's two steps: intermediate layers, then prediction layer."""
+augmented training set, in the reference's two steps: intermediate layers, then prediction layer.
+
+Switches in ``TaskDistillConfig`` turn components off for the paper's ablations (w/o GD, w/o TD,
+w/o DA; a loss is turned off by its weight) or run all losses in one step."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+from transformers import BertConfig, BertForSequenceClassification
 
 from tinybert.batching import encode_task
 from tinybert.capture import enable_capture
@@ -13,8 +17,8 @@ from tinybert.distill.loop import distill
 from tinybert.distill.matches import build_matches
 from tinybert.distill.objective import DistillationObjective
 from tinybert.io import read_json, read_manifest, read_sharded
-from tinybert.models import load_classifier, load_tokenizer, publish_trained_model
-from tinybert.training import BatchSource, checkpoint_dir, seed_everything
+from tinybert.models import load_classifier, load_tokenizer, model_dir, publish_trained_model
+from tinybert.training import BatchSource, checkpoint_dir, seed_everything, train
 
 STEPS = ("intermediate", "prediction")
 
@@ -32,41 +36,74 @@ def run(
     regression = labels["task_type"] == "regression"
     seed_everything(cfg.intermediate.seed)
     tokenizer = load_tokenizer(teacher_dir, "teacher")
-    teacher = enable_capture(load_classifier(teacher_dir, what="teacher"))
-    student = enable_capture(load_classifier(general_dir, num_labels=labels["num_labels"], what="general student"))
+    teacher = enable_capture(load_classifier(teacher_dir, what="teacher")) if cfg.distillation else None
+    student = enable_capture(_student(general_dir, labels["num_labels"], pretrained=cfg.general_student))
     if regression:
         student.config.problem_type = "regression"
 
-    rows = read_sharded(augmented_dir, ["text", "text_b", "label"]).to_pydict()
+    rows = read_sharded(augmented_dir, ["text", "text_b", "label", "is_original"]).to_pydict()
+    if not cfg.augmented_data:
+        keep = [i for i, original in enumerate(rows["is_original"]) if original]
+        rows = {key: [values[i] for i in keep] for key, values in rows.items()}
     data = encode_task(tokenizer, rows, cfg.max_seq_len)
     pad = tokenizer.pad_token_id
-    batches = BatchSource(len(data), lambda idx: data.collate(idx, pad_id=pad), data.lengths)
+    label_dtype = torch.float32 if regression else torch.long
+    batches = BatchSource(len(data), lambda idx: data.collate(idx, pad_id=pad, label_dtype=label_dtype), data.lengths)
 
-    s_cfg, t_cfg = student.config, teacher.config
     ckpt = checkpoint_dir("task-distill", cfg.model_dump(), read_manifest(augmented_dir)["shards"], str(teacher_dir), str(general_dir))
     logs: dict[str, list[dict]] = {}
-    for step_name, schedule in zip(STEPS, (cfg.intermediate, cfg.prediction)):
-        logs[step_name] = _run_step(step_name, schedule, cfg, student, teacher, s_cfg, t_cfg, batches, regression, ckpt)
+    if not cfg.distillation:
+        logs["finetune"] = _fine_tune(student, batches, cfg.prediction, ckpt)
+    else:
+        steps = [("one_step", cfg.intermediate)] if cfg.one_step else list(zip(STEPS, (cfg.intermediate, cfg.prediction)))
+        for step_name, schedule in steps:
+            logs[step_name] = _run_step(step_name, schedule, cfg, student, teacher, batches, regression, ckpt)
 
-    report = {"augmented_rows": len(data), **{f"{k}_steps": len(v) for k, v in logs.items()}}
+    report = {
+        "training_rows": len(data),
+        "student_init": "general" if cfg.general_student else "random",
+        **{f"{k}_steps": len(v) for k, v in logs.items()},
+    }
     publish_trained_model(out_dir, student, tokenizer, {f"{k}_log": v for k, v in logs.items()}, report, ckpt)
 
 
-def _run_step(step_name, schedule: TrainSchedule, cfg, student, teacher, s_cfg, t_cfg, batches, regression, ckpt: Path):
-    """One of the two steps; a finished step is remembered in the checkpoint folder so a
+def _student(general_dir: Path, num_labels: int, *, pretrained: bool):
+    """The general student with a new task head, or (ablation "w/o GD") a fresh one of its shape."""
+    if pretrained:
+        return load_classifier(general_dir, num_labels=num_labels, what="general student")
+    config = BertConfig.from_pretrained(model_dir(general_dir, "general student"), num_labels=num_labels)
+    return BertForSequenceClassification(config)
+
+
+def _fine_tune(student, batches: BatchSource, schedule: TrainSchedule, ckpt: Path) -> list[dict]:
+    """Ablation "w/o TD": learn the task from its labels, with no teacher."""
+    return train(
+        name="task-distill/finetune",
+        modules={"student": student},
+        param_groups=[{"params": [p for p in student.parameters() if p.requires_grad]}],
+        loss_fn=lambda batch, step: (student(**batch).loss, {}),
+        batches=batches,
+        schedule=schedule,
+        checkpoint_to=ckpt / "finetune",
+    )
+
+
+def _run_step(step_name, schedule: TrainSchedule, cfg, student, teacher, batches, regression, ckpt: Path):
+    """One distillation step (intermediate, prediction or one_step); a finished step is remembered in the checkpoint folder so a
     resumed stage does not repeat it."""
     done = ckpt / f"{step_name}.done.pt"
     if done.is_file():
         state = torch.load(done, weights_only=False)
         student.load_state_dict(state["student"])
         return state["log"]
+    s_cfg, t_cfg = student.config, teacher.config
     matches = build_matches(
         cfg.mapping,
         s_cfg.num_hidden_layers,
         t_cfg.num_hidden_layers,
         cfg.weights,
-        intermediate=step_name == "intermediate",
-        prediction=step_name == "prediction",
+        intermediate=step_name != "prediction",
+        prediction=step_name != "intermediate",
     )
     objective = DistillationObjective(
         matches,

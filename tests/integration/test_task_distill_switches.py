@@ -1,0 +1,74 @@
+"""Each ablation switch of task-distill is one parameter change (paper, Table 6)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from tests.integration.conftest import run
+
+pytestmark = pytest.mark.slow
+
+INPUTS = ("data/task", "data/augmented", "data/teacher", "data/general_student")
+
+
+def distill_with(built_repo, tmp_path, **switches) -> dict:
+    for folder in INPUTS:
+        shutil.copytree(built_repo / folder, tmp_path / folder)
+    params = yaml.safe_load((built_repo / "params.yaml").read_text())
+    params["task_distill"].update(switches)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    run(tmp_path, "tinybert", "task-distill")
+    return json.loads((tmp_path / "data/student/training.json").read_text())
+
+
+def augmented_rows(built_repo) -> tuple[int, int]:
+    manifest = json.loads((built_repo / "data/augmented/manifest.json").read_text())
+    return manifest["rows"], manifest["original_rows"]
+
+
+def test_default_runs_the_reference_two_steps_on_the_augmented_set(built_repo, tmp_path):
+    report = distill_with(built_repo, tmp_path)
+    assert set(report) == {"training_rows", "student_init", "intermediate_steps", "prediction_steps"}
+    assert report["student_init"] == "general"
+    assert report["training_rows"] == augmented_rows(built_repo)[0]
+
+
+def test_without_data_augmentation_only_original_rows_are_used(built_repo, tmp_path):
+    report = distill_with(built_repo, tmp_path, augmented_data=False)
+    total, originals = augmented_rows(built_repo)
+    assert report["training_rows"] == originals < total
+
+
+def test_without_task_distillation_the_student_is_fine_tuned_on_labels(built_repo, tmp_path):
+    report = distill_with(built_repo, tmp_path, distillation=False)
+    assert set(report) == {"training_rows", "student_init", "finetune_steps"}
+    assert (tmp_path / "data/student/finetune_log.csv").is_file()
+
+
+def test_one_step_option_runs_all_losses_together(built_repo, tmp_path):
+    distill_with(built_repo, tmp_path, one_step=True)
+    header = (tmp_path / "data/student/one_step_log.csv").read_text().splitlines()[0].split(",")
+    assert {"embedding_loss", "attention_loss", "hidden_loss", "prediction_loss"} <= set(header)
+
+
+def embedding_distance_from_general_student(built_repo, tmp_path) -> float:
+    from safetensors.torch import load_file
+
+    key = "bert.embeddings.word_embeddings.weight"
+    general = load_file(built_repo / "data/general_student/model.safetensors")
+    student = load_file(tmp_path / "data/student/model.safetensors")
+    general_key = key if key in general else key.removeprefix("bert.")
+    return float((student[key] - general[general_key]).abs().mean())
+
+
+def test_without_general_distillation_the_student_starts_from_random_weights(built_repo, tmp_path):
+    report = distill_with(built_repo, tmp_path / "random", general_student=False)
+    assert report["student_init"] == "random"
+    distill_with(built_repo, tmp_path / "general")
+    # a few small steps move a student little: only the randomly initialised one is far from GD's
+    far = embedding_distance_from_general_student(built_repo, tmp_path / "random")
+    near = embedding_distance_from_general_student(built_repo, tmp_path / "general")
+    assert near < 0.01 < far
