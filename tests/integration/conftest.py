@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tinybert.training import INTERRUPT_ENV
+
 ROOT = Path(__file__).resolve().parents[2]
 # The data/ layout and DVC's own files are recreated in the copy.
 SKIP = ("data/", ".dvc/tmp", ".dvc/cache", "dvc.lock")
@@ -26,8 +28,6 @@ def env_for(repo: Path) -> dict:
     env.pop(INTERRUPT_ENV, None)
     return env
 
-
-INTERRUPT_ENV = "TINYBERT_INTERRUPT_AT_STEP"
 
 
 def run(repo: Path, *args: str, check: bool = True, extra_env: dict | None = None, timeout: int = 900):

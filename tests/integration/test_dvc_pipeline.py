@@ -7,7 +7,8 @@ import re
 import pytest
 import yaml
 
-from tests.integration.conftest import INTERRUPT_ENV, run
+from tests.integration.conftest import run
+from tinybert.training import INTERRUPT_ENV
 from tinybert.stages import STAGES
 
 pytestmark = pytest.mark.slow
