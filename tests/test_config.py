@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -63,3 +65,20 @@ def test_general_distillation_refuses_a_prediction_loss(tmp_path):
     text = "general_distill:\n  weights: {embedding: 1, attention: 1, hidden: 1, prediction: 1}\n"
     with pytest.raises(InputError, match="general distillation never uses the prediction loss"):
         load_params(_write(tmp_path, text))
+
+
+def test_full_profile_uses_the_reference_task_distillation_hyper_parameters():
+    full = load_params(Path(__file__).parents[1] / "profiles" / "full.yaml").task_distill
+    for schedule in (full.intermediate, full.prediction):
+        assert (schedule.batch_size, schedule.warmup_ratio) == (32, 0.1)
+    assert (full.intermediate.lr, full.prediction.lr, full.max_seq_len) == (5e-5, 3e-5, 64)
+
+
+def test_layer_weights_and_head_fallback_are_validated(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("task_distill:\n  layer_weights: {2: -1.0}\n")
+    with pytest.raises(InputError, match="task_distill.layer_weights"):
+        load_params(path)
+    path.write_text("task_distill:\n  attention_heads: average\n")
+    with pytest.raises(InputError, match="task_distill.attention_heads.*'average'"):
+        load_params(path)

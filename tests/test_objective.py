@@ -79,3 +79,70 @@ def test_masked_keys_contribute_nothing_to_the_attention_loss(padded_batch):
     diff = torch.where(real_key, s.scores[0] - t.scores[0], torch.zeros(()))
     expected = (diff**2).sum() / diff.numel()
     assert attention_loss(s.scores[0], t.scores[0]).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_layer_weights_scale_each_student_layer_on_top_of_the_loss_kind_weight():
+    matches = build_matches(
+        "uniform", 2, 4, LossWeights(hidden=2.0), intermediate=True, prediction=True, layer_weights={0: 0.5, 2: 3.0, 3: 0.0}
+    )
+    weights = {(m.feature, m.student): m.weight for m in matches}
+    assert weights[("embedding", 0)] == 0.5
+    assert weights[("hidden", 1)] == 2.0 and weights[("attention", 1)] == 1.0
+    assert weights[("hidden", 2)] == 6.0 and weights[("attention", 2)] == 3.0
+    assert ("prediction", 3) not in weights  # lambda 0 drops the prediction layer
+
+
+def test_layer_weights_for_a_layer_the_student_lacks_are_refused():
+    with pytest.raises(InputError, match=r"student layers are 0\.\.3 .* got \[7\]"):
+        build_matches("uniform", 2, 4, LossWeights(), intermediate=True, prediction=True, layer_weights={7: 1.0})
+
+
+def test_different_head_counts_can_fall_back_to_head_averaged_attention(padded_batch):
+    student, teacher = _models(student_heads=2)
+    matches = build_matches("uniform", 2, 4, LossWeights(), intermediate=True, prediction=False)
+    objective = DistillationObjective(matches, 8, 24, student_heads=2, teacher_heads=4, attention_heads="mean")
+    s, t = forward_features(student, padded_batch), forward_features(teacher, padded_batch)
+    total, parts = objective(s, t)
+    assert torch.isfinite(total)
+    masked = lambda x: torch.where(x <= -100, torch.zeros(()), x)  # noqa: E731
+    expected = torch.nn.functional.mse_loss(masked(s.scores[0]).mean(1), masked(t.scores[1]).mean(1))
+    expected = expected + torch.nn.functional.mse_loss(masked(s.scores[1]).mean(1), masked(t.scores[3]).mean(1))
+    assert parts["attention_loss"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_head_averaged_attention_with_one_head_each_is_the_reference_loss():
+    from tinybert.losses import head_mean_attention_loss
+
+    s, t = torch.randn(2, 1, 5, 5), torch.randn(2, 1, 5, 5)
+    s[..., -1] = torch.finfo(torch.float32).min
+    assert head_mean_attention_loss(s, t).item() == pytest.approx(attention_loss(s, t).item())
+
+
+def test_prediction_step_from_cached_teacher_logits_matches_running_the_teacher(padded_batch, tmp_path):
+    from tinybert.batching import Encoded
+    from tinybert.config import TrainSchedule
+    from tinybert.distill.loop import distill
+    from tinybert.models import batched_logits
+    from tinybert.training import BatchSource
+
+    ids = [row[mask.bool()].tolist() for row, mask in zip(padded_batch["input_ids"], padded_batch["attention_mask"])]
+    data = Encoded(ids, [[0] * len(r) for r in ids], [0, 1, 0])
+    schedule = TrainSchedule(max_steps=4, batch_size=2, lr=1e-3, checkpoint_every=100)
+    matches = build_matches("uniform", 2, 4, LossWeights(), intermediate=False, prediction=True)
+    logs = {}
+    for cached in (False, True):
+        student, teacher = _models()
+        cache = batched_logits(teacher, data, batch_size=3, pad_id=0) if cached else None
+
+        def collate(idx, cache=cache):
+            batch = data.collate(idx)
+            if cache is not None:
+                batch["teacher_logits"] = cache[idx]
+            return batch
+
+        objective = DistillationObjective(matches, 8, 24, student_heads=4, teacher_heads=4)
+        logs[cached] = distill(
+            name="p", student=student, teacher=None if cached else teacher, objective=objective,
+            batches=BatchSource(len(data), collate), schedule=schedule, checkpoint_to=tmp_path / str(cached),
+        )
+    assert [r["loss"] for r in logs[True]] == pytest.approx([r["loss"] for r in logs[False]], rel=1e-4)

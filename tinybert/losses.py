@@ -26,10 +26,20 @@ def attention_loss(student_scores: torch.Tensor, teacher_scores: torch.Tensor) -
     """
     if student_scores.shape != teacher_scores.shape:
         raise ValueError(f"attention shapes differ: student {tuple(student_scores.shape)}, teacher {tuple(teacher_scores.shape)}")
-    zero = torch.zeros((), dtype=student_scores.dtype, device=student_scores.device)
-    s = torch.where(student_scores <= MASKED_SCORE_THRESHOLD, zero, student_scores)
-    t = torch.where(teacher_scores <= MASKED_SCORE_THRESHOLD, zero, teacher_scores)
-    return F.mse_loss(s, t)
+    return F.mse_loss(_zero_masked(student_scores), _zero_masked(teacher_scores))
+
+
+def head_mean_attention_loss(student_scores: torch.Tensor, teacher_scores: torch.Tensor) -> torch.Tensor:
+    """Fallback for different head counts (``attention_heads: mean``, not in the paper):
+    MSE between the head-averaged score maps (B, L, L) of both sides, masked entries zeroed
+    first as in :func:`attention_loss`. With one head each it is exactly :func:`attention_loss`."""
+    if student_scores.shape[0] != teacher_scores.shape[0] or student_scores.shape[2:] != teacher_scores.shape[2:]:
+        raise ValueError(f"attention shapes differ: student {tuple(student_scores.shape)}, teacher {tuple(teacher_scores.shape)}")
+    return F.mse_loss(_zero_masked(student_scores).mean(dim=1), _zero_masked(teacher_scores).mean(dim=1))
+
+
+def _zero_masked(scores: torch.Tensor) -> torch.Tensor:
+    return torch.where(scores <= MASKED_SCORE_THRESHOLD, torch.zeros((), dtype=scores.dtype, device=scores.device), scores)
 
 
 def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import shutil
+import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import (
@@ -18,7 +21,8 @@ from tinybert.capture import enable_capture
 from tinybert.config import StudentShape
 from tinybert.errors import InputError
 
-
+if TYPE_CHECKING:
+    from tinybert.batching import Encoded
 
 def model_dir(value: str | Path, what: str) -> Path:
     """Resolve a model parameter and check it is a Hugging Face model folder."""
@@ -70,6 +74,34 @@ def new_student(teacher: BertConfig, shape: StudentShape) -> BertModel:
     return enable_capture(BertModel(student_config(teacher, shape), add_pooling_layer=False))
 
 
+@torch.inference_mode()
+def batched_logits(model, data: "Encoded", batch_size: int, pad_id: int, progress: str | None = None) -> torch.Tensor:
+    """The model's logits for every example, in example order, as float32 (N, C).
+
+    Batches are sorted by length so they carry little padding. With ``progress``, a line per
+    tenth of the work goes to stderr under that name."""
+    model.eval()
+    device = next(model.parameters()).device
+    order = sorted(range(len(data)), key=lambda i: len(data.input_ids[i]))
+    out = None
+    starts = range(0, len(data), batch_size)
+    report_every = max(1, len(starts) // 10)
+    began = time.monotonic()
+    for n, start in enumerate(starts, start=1):
+        chosen = order[start:start + batch_size]
+        batch = data.collate(chosen, pad_id=pad_id)
+        batch.pop("labels", None)
+        logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu()
+        if out is None:
+            out = torch.empty(len(data), logits.shape[-1], dtype=torch.float32)
+        out[chosen] = logits
+        if progress and (n % report_every == 0 or n == len(starts)):
+            rate = min(start + batch_size, len(data)) / (time.monotonic() - began)
+            print(f"[{progress}] {min(start + batch_size, len(data))}/{len(data)} examples, {rate:.0f}/s",
+                  file=sys.stderr, flush=True)
+    return out
+
+
 def parameter_count(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -86,7 +118,12 @@ def save_model(model, tokenizer, out: Path) -> None:
 
 def publish_trained_model(out_dir: Path, model, tokenizer, logs: dict[str, list[dict]], report: dict, checkpoints: Path) -> None:
     """A training stage's output, written atomically: the model folder, one loss-curve CSV per
-    log (``NAME.csv``) and ``training.json``; then the now useless resumable checkpoints go."""
+    log (``NAME.csv``) and ``training.json``; then the now useless resumable checkpoints go.
+    With several processes only process 0 writes: they all hold the same weights."""
+    from tinybert.runtime import is_main_process
+
+    if not is_main_process():
+        return
     from tinybert.io import atomic_dir, write_json
     from tinybert.training import write_log
 

@@ -14,7 +14,13 @@ from tinybert.config import Params, load_params
 
 # Modules every stage runs through; a change to them invalidates every stage.
 COMMON_CODE = ("tinybert/config.py", "tinybert/io.py", "tinybert/assets.py")
-TRAINING_CODE = ("tinybert/training.py", "tinybert/batching.py", "tinybert/models.py", "tinybert/capture.py")
+TRAINING_CODE = (
+    "tinybert/training.py",
+    "tinybert/runtime.py",
+    "tinybert/batching.py",
+    "tinybert/models.py",
+    "tinybert/capture.py",
+)
 DISTILL_CODE = (
     "tinybert/distill/loop.py",
     "tinybert/distill/matches.py",
@@ -33,6 +39,10 @@ class Stage:
     outs: dict[str, str] = field(default_factory=dict)  # keyword -> path written
     code: tuple[str, ...] = ()
     retries: int = 0  # Prefect retries: for stages whose failure can be transient (I/O, memory)
+    # The parameters DVC tracks, when narrower than whole sections: a stage that reads one
+    # field of a section must not rerun when another field of it changes.
+    params: tuple[str, ...] | None = None
+    trains: bool = False  # a training stage: TINYBERT_PROCESSES=N runs it in N processes
 
     def call(self, params: Params) -> None:
         module, func = self.function.split(":")
@@ -70,6 +80,7 @@ STAGES: tuple[Stage, ...] = (
         outs={"out_dir": "data/mlm"},
         code=("tinybert/mlm.py", *TRAINING_CODE),
         retries=1,
+        trains=True,
     ),
     Stage(
         "augment",
@@ -95,6 +106,7 @@ STAGES: tuple[Stage, ...] = (
         outs={"out_dir": "data/teacher"},
         code=("tinybert/teacher.py", *TRAINING_CODE),
         retries=1,
+        trains=True,
     ),
     Stage(
         "general-distill",
@@ -104,6 +116,16 @@ STAGES: tuple[Stage, ...] = (
         outs={"out_dir": "data/general_student"},
         code=("tinybert/distill/general.py", *DISTILL_CODE, *TRAINING_CODE),
         retries=1,
+        trains=True,
+    ),
+    Stage(
+        "teacher-logits",
+        "tinybert.distill.teacher_logits:run",
+        ("task_distill",),
+        deps={"augmented_dir": "data/augmented", "teacher_dir": "data/teacher"},
+        outs={"out_dir": "data/teacher_logits"},
+        code=("tinybert/distill/teacher_logits.py", "tinybert/batching.py", "tinybert/models.py"),
+        params=("task_distill.max_seq_len",),
     ),
     Stage(
         "task-distill",
@@ -114,10 +136,12 @@ STAGES: tuple[Stage, ...] = (
             "augmented_dir": "data/augmented",
             "teacher_dir": "data/teacher",
             "general_dir": "data/general_student",
+            "logits_dir": "data/teacher_logits",
         },
         outs={"out_dir": "data/student"},
-        code=("tinybert/distill/task.py", *DISTILL_CODE, *TRAINING_CODE),
+        code=("tinybert/distill/task.py", "tinybert/distill/teacher_logits.py", *DISTILL_CODE, *TRAINING_CODE),
         retries=1,
+        trains=True,
     ),
     Stage(
         "evaluate",
@@ -163,7 +187,7 @@ def dvc_yaml() -> dict:
         stages[stage.name] = {
             "cmd": stage.cmd,
             "deps": [*stage.deps.values(), *COMMON_CODE, *stage.code],
-            "params": list(stage.sections),
+            "params": list(stage.params or stage.sections),
             "outs": list(stage.outs.values()),
         }
     return {

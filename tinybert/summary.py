@@ -16,8 +16,11 @@ def summary_table(metrics_path: str | Path = "data/evaluation/metrics.json") -> 
     t, s = report["teacher"], report["student"]
     rows = [
         ("", "teacher", "student", "student / teacher"),
-        (f"dev {metric}", f"{t['dev'][metric]:.4f}", f"{s['dev'][metric]:.4f}", f"{report['retention']['dev']:.1%}"),
-        (f"test {metric}", f"{t['test'][metric]:.4f}", f"{s['test'][metric]:.4f}", f"{report['retention']['test']:.1%}"),
+    ]
+    splits = report.get("splits", ["dev", "test"])
+    rows += [
+        (f"{name} {metric}", f"{t[name][metric]:.4f}", f"{s[name][metric]:.4f}", f"{report['retention'][name]:.1%}")
+        for name in splits
     ]
     if "f1" in t["dev"]:
         rows.append(("dev F1", f"{t['dev']['f1']:.4f}", f"{s['dev']['f1']:.4f}", ""))
@@ -31,5 +34,5 @@ def summary_table(metrics_path: str | Path = "data/evaluation/metrics.json") -> 
     lines.insert(1, "-+-".join("-" * w for w in widths))
     if "majority_baseline" in report:
         base = report["majority_baseline"]
-        lines.append(f"majority-class baseline: dev {base['dev']:.4f}, test {base['test']:.4f}")
+        lines.append("majority-class baseline: " + ", ".join(f"{name} {base[name]:.4f}" for name in splits))
     return "\n".join(lines)

@@ -25,6 +25,7 @@ from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
 from tinybert.config import TrainSchedule
+from tinybert.runtime import Runtime
 
 CHECKPOINT_FILE = "state.pt"
 # Tests set this to simulate a crash right after step N (checkpoints before N survive).
@@ -50,10 +51,12 @@ class BatchSource:
     lengths: Sequence[int] | None = None
     _orders: dict = field(default_factory=dict, repr=False)
 
-    def batch(self, schedule: TrainSchedule, step: int) -> dict:
+    def batch(self, schedule: TrainSchedule, step: int, runtime: Runtime | None = None) -> dict:
+        """Global batch ``step`` (or, with several processes, this process's slice of it)."""
         per_epoch = steps_per_epoch(self.num_examples, schedule.batch_size)
         epoch, position = divmod(step, per_epoch)
-        return self.collate(self.epoch_batches(schedule, epoch)[position])
+        indices = self.epoch_batches(schedule, epoch)[position]
+        return self.collate(runtime.my_share(indices) if runtime else indices)
 
     def epoch_batches(self, schedule: TrainSchedule, epoch: int) -> list[list[int]]:
         key = (schedule.seed, schedule.batch_size, epoch)
@@ -125,42 +128,55 @@ def train(
     ``modules`` are saved in checkpoints and switched to training mode. A checkpoint in
     ``checkpoint_to`` from an earlier, interrupted run is resumed.
     """
+    runtime = Runtime.create(schedule.device, schedule.precision)
+    for module in modules.values():
+        module.to(runtime.device)  # keeps Parameter identity: param_groups stay valid
     steps = total_steps(batches.num_examples, schedule)
     optimizer = torch.optim.AdamW(param_groups, lr=schedule.lr, weight_decay=schedule.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(schedule.warmup_ratio * steps), steps)
+    scaler = runtime.grad_scaler()
     params = [p for group in param_groups for p in group["params"]]
     log: list[dict] = []
     start = 0
 
     state_path = Path(checkpoint_to) / CHECKPOINT_FILE
     if state_path.is_file():
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=False, map_location=runtime.device)
         for key, module in modules.items():
             module.load_state_dict(state["modules"][key])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state.get("cuda_rng") is not None and runtime.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), runtime.device)
         start, log = state["step"], state["log"]
         print(f"[{name}] resumed from checkpoint at step {start}/{steps}", file=sys.stderr, flush=True)
     else:
-        torch.manual_seed(schedule.seed)
+        # Each process draws its own dropout masks; the weights still agree after every step.
+        torch.manual_seed(schedule.seed + runtime.rank)
+        runtime.broadcast_parameters(modules.values())
 
     interrupt_at = int(os.environ.get(INTERRUPT_ENV, "0") or 0)
     for module in modules.values():
         module.train()
     began, done_here = time.monotonic(), 0
     for step in range(start, steps):
-        batch = batches.batch(schedule, step)
-        loss, parts = loss_fn(batch, step)
+        batch = {k: v.to(runtime.device) for k, v in batches.batch(schedule, step, runtime).items()}
+        with runtime.autocast():
+            loss, parts = loss_fn(batch, step)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        runtime.average_gradients(params)  # before unscaling, so every process skips the same inf steps
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(params, schedule.max_grad_norm)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         done_here += 1
-        log.append({"step": step + 1, "loss": float(loss.detach()), "lr": scheduler.get_last_lr()[0], **parts})
+        parts = {key: runtime.average(value) for key, value in parts.items()}
+        log.append({"step": step + 1, "loss": runtime.average(float(loss.detach())), "lr": scheduler.get_last_lr()[0], **parts})
 
-        if (step + 1) % schedule.log_every == 0 or step + 1 == steps:
+        if runtime.is_main and ((step + 1) % schedule.log_every == 0 or step + 1 == steps):
             per_step = (time.monotonic() - began) / done_here
             print(
                 f"[{name}] step {step + 1}/{steps} loss {log[-1]['loss']:.4f} "
@@ -168,12 +184,14 @@ def train(
                 file=sys.stderr,
                 flush=True,
             )
-        if (step + 1) % schedule.checkpoint_every == 0 and step + 1 < steps:
+        if (step + 1) % schedule.checkpoint_every == 0 and step + 1 < steps and runtime.is_main:
             _save_checkpoint(state_path, modules, optimizer, scheduler, step + 1, log)
         if interrupt_at and step + 1 == interrupt_at:
             raise SimulatedInterruption(f"[{name}] simulated interruption after step {interrupt_at}")
+    runtime.barrier()
     for module in modules.values():
-        module.eval()
+        # Back on the CPU, where the stages' own evaluation and saving code expects them.
+        module.eval().to("cpu")
     return log
 
 
@@ -186,6 +204,7 @@ def _save_checkpoint(path: Path, modules, optimizer, scheduler, step: int, log: 
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
             "step": step,
             "log": log,
         },

@@ -11,16 +11,16 @@ from tests.integration.conftest import run
 
 pytestmark = pytest.mark.slow
 
-INPUTS = ("data/task", "data/augmented", "data/teacher", "data/general_student")
+INPUTS = ("data/task", "data/augmented", "data/teacher", "data/general_student", "data/teacher_logits")
 
 
-def distill_with(built_repo, tmp_path, **switches) -> dict:
+def distill_with(built_repo, tmp_path, extra_env=None, **switches) -> dict:
     for folder in INPUTS:
         shutil.copytree(built_repo / folder, tmp_path / folder)
     params = yaml.safe_load((built_repo / "params.yaml").read_text())
     params["task_distill"].update(switches)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    run(tmp_path, "tinybert", "task-distill")
+    run(tmp_path, "tinybert", "task-distill", extra_env=extra_env)
     return json.loads((tmp_path / "data/student/training.json").read_text())
 
 
@@ -72,3 +72,16 @@ def test_without_general_distillation_the_student_starts_from_random_weights(bui
     far = embedding_distance_from_general_student(built_repo, tmp_path / "random")
     near = embedding_distance_from_general_student(built_repo, tmp_path / "general")
     assert near < 0.01 < far
+
+
+def test_two_cpu_processes_run_the_stage_through_torchrun(built_repo, tmp_path):
+    report = distill_with(built_repo, tmp_path, extra_env={"TINYBERT_PROCESSES": "2"})
+    assert report["intermediate_steps"] == report["prediction_steps"] == 3
+    assert (tmp_path / "data/student/model.safetensors").is_file()
+    assert not list((tmp_path / "data").glob(".*student*"))  # process 1 wrote nothing half-way
+
+
+def test_without_the_prediction_loss_the_head_learns_from_the_labels(built_repo, tmp_path):
+    report = distill_with(built_repo, tmp_path, weights={"embedding": 1.0, "attention": 1.0, "hidden": 1.0, "prediction": 0.0})
+    assert report["intermediate_steps"] == report["prediction_labels_steps"] == 3
+    assert "prediction_steps" not in report

@@ -11,6 +11,7 @@ with :data:`SCHEMA`, each sorted by ``id`` (the row's 0-based position in the so
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import tempfile
 from collections import Counter
@@ -22,6 +23,7 @@ import pyarrow as pa
 
 from tinybert.assets import resolve
 from tinybert.config import TaskConfig
+from tinybert.data.glue import GLUE_TASKS, glue_task_name, read_glue_file, split_name
 from tinybert.errors import InputError
 from tinybert.io import atomic_dir, file_sha256, write_json, write_parquet
 
@@ -248,6 +250,16 @@ def run(cfg: TaskConfig, *, out_dir: Path) -> None:
         fitting = ", ".join(METRICS[cfg.task_type])
         raise InputError(f"task.metric: {cfg.metric!r} does not fit a {cfg.task_type} task; use one of: {fitting}")
     path = resolve(cfg.source, "task.source")
+    if cfg.format == "glue" or (cfg.format == "auto" and path.is_dir()):
+        cfg, examples, names = read_glue(cfg, path)
+        train = sample(examples.pop("train"), cfg.max_examples, cfg.seed)
+        order = split_order(train.labels, cfg.task_type == "classification", cfg.seed)
+        n_test = math.ceil(len(order) * cfg.test_fraction - 1e-9)
+        # GLUE's test labels are hidden: "test" is a held-out slice of train; dev is GLUE's dev.
+        parts = {"train": (train, sorted(int(p) for p in order[n_test:])), "test": (train, sorted(int(p) for p in order[:n_test]))}
+        parts.update({name: (ex, list(range(len(ex.ids)))) for name, ex in examples.items()})
+        _write(cfg, out_dir, path, names, parts, eval_splits=[*examples, "test"])
+        return
     if not path.is_file():
         raise InputError(f"{path}: task.source must be a file, not a folder")
     fmt = detect_format(cfg, path) if cfg.format == "auto" else cfg.format
@@ -256,11 +268,15 @@ def run(cfg: TaskConfig, *, out_dir: Path) -> None:
         raise InputError(f"{path}: no rows left after cleaning (format {fmt})")
     names = encode_labels(cfg, examples, path, implied)
     examples = sample(examples, cfg.max_examples, cfg.seed)
-    parts = split(cfg, examples, path)
+    positions = split(cfg, examples, path)
+    _write(cfg, out_dir, path, names, {name: (examples, positions[name]) for name in SPLITS}, eval_splits=["dev", "test"])
 
+
+def _write(cfg: TaskConfig, out_dir: Path, path: Path, names, parts: dict[str, tuple[Examples, list[int]]], eval_splits) -> None:
     majority = None
     if names is not None:
-        counts = Counter(examples.labels[p] for p in parts["train"])
+        train, positions = parts["train"]
+        counts = Counter(train.labels[p] for p in positions)
         majority = names[int(min(counts, key=lambda c: (-counts[c], c)))]
     info = {
         "task_type": cfg.task_type,
@@ -268,12 +284,50 @@ def run(cfg: TaskConfig, *, out_dir: Path) -> None:
         "metric": cfg.metric,
         "num_labels": len(names) if names is not None else 1,
         "source": cfg.source,  # as configured, so labels.json does not depend on the machine
-        "source_sha256": file_sha256(path),
-        "rows": {name: len(parts[name]) for name in SPLITS},
+        "source_sha256": _source_sha256(path),
+        "rows": {name: len(positions) for name, (_, positions) in parts.items()},
+        "eval_splits": list(eval_splits),
         "majority_class": majority,
-        "text_b": examples.texts_b is not None,
+        "text_b": next(iter(parts.values()))[0].texts_b is not None,
     }
     with atomic_dir(out_dir) as tmp:
-        for name in SPLITS:
-            write_parquet(_table(examples, parts[name]), tmp / f"{name}.parquet")
+        for name, (examples, positions) in parts.items():
+            write_parquet(_table(examples, positions), tmp / f"{name}.parquet")
         write_json(tmp / "labels.json", info)
+
+
+def _source_sha256(path: Path) -> str:
+    """The file's sha256; for a folder (GLUE), the sha256 of its files' names and hashes."""
+    if path.is_file():
+        return file_sha256(path)
+    listing = "".join(f"{f.relative_to(path)} {file_sha256(f)}\n" for f in sorted(path.rglob("*.tsv")))
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def read_glue(cfg: TaskConfig, folder: Path) -> tuple[TaskConfig, dict[str, Examples], list[str] | None]:
+    """A GLUE task folder: its train and dev splits, labels encoded in the reference's order.
+
+    The task's own label names, task type and metric replace the configured ones."""
+    name = glue_task_name(folder, cfg.glue_task)
+    spec = GLUE_TASKS[name]
+    cfg = cfg.model_copy(update={
+        "task_type": "classification" if spec.label_names else "regression",
+        "label_names": spec.label_names,
+        "metric": spec.metric,
+    })
+    examples, names = {}, None
+    for file_name in ("train.tsv", *spec.dev_files):
+        path = folder / file_name
+        rows, texts, texts_b, labels = read_glue_file(path, spec)
+        if not rows:
+            raise InputError(f"{path}: no rows")
+        ex = Examples(
+            rows,
+            _texts(texts, rows, str(spec.text), path),
+            _texts(texts_b, rows, str(spec.text_b), path) if texts_b is not None else None,
+            labels,
+            str(spec.label),
+        )
+        names = encode_labels(cfg, ex, path, spec.label_names)
+        examples["train" if file_name == "train.tsv" else split_name(file_name)] = ex
+    return cfg, examples, names

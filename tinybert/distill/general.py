@@ -7,8 +7,7 @@ from pathlib import Path
 from tinybert.batching import encode_corpus
 from tinybert.config import BackboneConfig, GeneralDistillConfig
 from tinybert.distill.loop import distill
-from tinybert.distill.matches import build_matches
-from tinybert.distill.objective import DistillationObjective
+from tinybert.distill.objective import build_objective
 from tinybert.io import read_manifest
 from tinybert.models import load_encoder, load_tokenizer, new_student, parameter_count, publish_trained_model
 from tinybert.training import BatchSource, checkpoint_dir, seed_everything
@@ -20,18 +19,7 @@ def run(backbone: BackboneConfig, cfg: GeneralDistillConfig, *, corpus_dir: Path
     tokenizer = load_tokenizer(backbone.model, "backbone.model")
     teacher = load_encoder(backbone.model, "backbone.model")
     student = new_student(teacher.config, cfg.student)
-    t_cfg = teacher.config
-    matches = build_matches(
-        cfg.mapping, cfg.student.layers, t_cfg.num_hidden_layers, cfg.weights, intermediate=True, prediction=False
-    )
-    objective = DistillationObjective(
-        matches,
-        cfg.student.hidden,
-        t_cfg.hidden_size,
-        student_heads=cfg.student.heads,
-        teacher_heads=t_cfg.num_attention_heads,
-        shared_projection=cfg.shared_projection,
-    )
+    objective = build_objective(cfg, student.config, teacher.config, intermediate=True, prediction=False)
     data = encode_corpus(corpus_dir)
     pad = tokenizer.pad_token_id
     batches = BatchSource(len(data), lambda idx: data.collate(idx, pad_id=pad))
@@ -46,7 +34,7 @@ def run(backbone: BackboneConfig, cfg: GeneralDistillConfig, *, corpus_dir: Path
         checkpoint_to=ckpt,
     )
     report = {
-        "matches": [m.__dict__ for m in matches],
+        "matches": [m.__dict__ for m in objective.matches],
         "teacher": backbone.model,
         "student_parameters": parameter_count(student),
         "corpus_sequences": len(data),

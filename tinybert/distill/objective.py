@@ -4,10 +4,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from transformers import PretrainedConfig
+
 from tinybert.capture import Features
-from tinybert.distill.matches import Match
+from tinybert.config import MatchSettings
+from tinybert.distill.matches import Match, build_matches
 from tinybert.errors import InputError
-from tinybert.losses import attention_loss, embedding_loss, hidden_loss, regression_prediction_loss, soft_cross_entropy
+from tinybert.losses import (
+    attention_loss,
+    embedding_loss,
+    head_mean_attention_loss,
+    hidden_loss,
+    regression_prediction_loss,
+    soft_cross_entropy,
+)
 
 
 class DistillationObjective(nn.Module):
@@ -26,15 +36,18 @@ class DistillationObjective(nn.Module):
         student_heads: int,
         teacher_heads: int,
         shared_projection: bool = True,
+        attention_heads: str = "strict",
         temperature: float = 1.0,
         regression: bool = False,
     ):
         super().__init__()
-        if any(m.feature == "attention" for m in matches) and student_heads != teacher_heads:
+        if any(m.feature == "attention" for m in matches) and student_heads != teacher_heads and attention_heads == "strict":
             raise InputError(
                 f"attention loss needs equal head counts: student has {student_heads}, teacher {teacher_heads}; "
-                "set the student's heads to the teacher's or turn the attention loss off (weight 0)"
+                "set the student's heads to the teacher's, turn the attention loss off (weight 0), "
+                "or set attention_heads: mean to compare head-averaged scores"
             )
+        self.head_mean = attention_heads == "mean"
         self.matches = list(matches)
         self.temperature = temperature
         self.regression = regression
@@ -66,7 +79,41 @@ class DistillationObjective(nn.Module):
         if match.feature == "hidden":
             return hidden_loss(student.hidden[match.student], teacher.hidden[match.teacher], self.hidden_proj)
         if match.feature == "attention":
-            return attention_loss(student.scores[match.student - 1], teacher.scores[match.teacher - 1])
+            pair = student.scores[match.student - 1], teacher.scores[match.teacher - 1]
+            return head_mean_attention_loss(*pair) if self.head_mean else attention_loss(*pair)
         if self.regression:
             return regression_prediction_loss(student.logits, teacher.logits)
         return soft_cross_entropy(student.logits, teacher.logits, self.temperature)
+
+
+def build_objective(
+    settings: MatchSettings,
+    student: PretrainedConfig,
+    teacher: PretrainedConfig,
+    *,
+    intermediate: bool,
+    prediction: bool,
+    temperature: float = 1.0,
+    regression: bool = False,
+) -> DistillationObjective:
+    """The objective for a student/teacher pair under one configuration's match settings."""
+    matches = build_matches(
+        settings.mapping,
+        student.num_hidden_layers,
+        teacher.num_hidden_layers,
+        settings.weights,
+        intermediate=intermediate,
+        prediction=prediction,
+        layer_weights=settings.layer_weights,
+    )
+    return DistillationObjective(
+        matches,
+        student.hidden_size,
+        teacher.hidden_size,
+        student_heads=student.num_attention_heads,
+        teacher_heads=teacher.num_attention_heads,
+        shared_projection=settings.shared_projection,
+        attention_heads=settings.attention_heads,
+        temperature=temperature,
+        regression=regression,
+    )

@@ -14,10 +14,11 @@ from tinybert.batching import encode_task
 from tinybert.capture import enable_capture
 from tinybert.config import TaskDistillConfig, TrainSchedule
 from tinybert.distill.loop import distill
-from tinybert.distill.matches import build_matches
-from tinybert.distill.objective import DistillationObjective
+from tinybert.distill.objective import build_objective
+from tinybert.distill.teacher_logits import load_teacher_logits
 from tinybert.io import read_json, read_manifest, read_sharded
 from tinybert.models import load_classifier, load_tokenizer, model_dir, publish_trained_model
+from tinybert.runtime import is_main_process
 from tinybert.training import BatchSource, checkpoint_dir, seed_everything, train
 
 STEPS = ("intermediate", "prediction")
@@ -30,6 +31,7 @@ def run(
     augmented_dir: Path,
     teacher_dir: Path,
     general_dir: Path,
+    logits_dir: Path,
     out_dir: Path,
 ) -> None:
     labels = read_json(Path(task_dir) / "labels.json")
@@ -42,22 +44,40 @@ def run(
         student.config.problem_type = "regression"
 
     rows = read_sharded(augmented_dir, ["text", "text_b", "label", "is_original"]).to_pydict()
+    keep = list(range(len(rows["text"])))
+    cached_logits = None
+    if cfg.distillation and not cfg.one_step:
+        cached_logits = load_teacher_logits(logits_dir, rows=len(keep), max_seq_len=cfg.max_seq_len)
     if not cfg.augmented_data:
-        keep = [i for i, original in enumerate(rows["is_original"]) if original]
+        keep = [i for i in keep if rows["is_original"][i]]
         rows = {key: [values[i] for i in keep] for key, values in rows.items()}
     data = encode_task(tokenizer, rows, cfg.max_seq_len)
     pad = tokenizer.pad_token_id
     label_dtype = torch.float32 if regression else torch.long
-    batches = BatchSource(len(data), lambda idx: data.collate(idx, pad_id=pad, label_dtype=label_dtype), data.lengths)
 
-    ckpt = checkpoint_dir("task-distill", cfg.model_dump(), read_manifest(augmented_dir)["shards"], str(teacher_dir), str(general_dir))
+    def collate(indices: list[int]) -> dict:
+        batch = data.collate(indices, pad_id=pad, label_dtype=label_dtype)
+        if cached_logits is not None:
+            batch["teacher_logits"] = cached_logits[[keep[i] for i in indices]]
+        return batch
+
+    batches = BatchSource(len(data), collate, data.lengths)
+
+    ckpt = checkpoint_dir(
+        "task-distill", cfg.model_dump(), read_manifest(augmented_dir)["shards"], str(teacher_dir), str(general_dir)
+    )
     logs: dict[str, list[dict]] = {}
     if not cfg.distillation:
-        logs["finetune"] = _fine_tune(student, batches, cfg.prediction, ckpt)
+        logs["finetune"] = _fine_tune("finetune", student, batches, cfg.prediction, ckpt)
     else:
         steps = [("one_step", cfg.intermediate)] if cfg.one_step else list(zip(STEPS, (cfg.intermediate, cfg.prediction)))
         for step_name, schedule in steps:
-            logs[step_name] = _run_step(step_name, schedule, cfg, student, teacher, batches, regression, ckpt)
+            log = _run_step(step_name, schedule, cfg, student, teacher, batches, regression, ckpt)
+            if log is not None:
+                logs[step_name] = log
+        if cfg.weights.prediction == 0:
+            # Ablation "w/o L_pred": nothing distils the new task head, so it learns from the labels.
+            logs["prediction_labels"] = _fine_tune("prediction_labels", student, batches, cfg.prediction, ckpt)
 
     report = {
         "training_rows": len(data),
@@ -75,55 +95,52 @@ def _student(general_dir: Path, num_labels: int, *, pretrained: bool):
     return BertForSequenceClassification(config)
 
 
-def _fine_tune(student, batches: BatchSource, schedule: TrainSchedule, ckpt: Path) -> list[dict]:
-    """Ablation "w/o TD": learn the task from its labels, with no teacher."""
+def _fine_tune(step_name: str, student, batches: BatchSource, schedule: TrainSchedule, ckpt: Path) -> list[dict]:
+    """Learn the task from its labels, with no teacher (ablations "w/o TD" and "w/o L_pred")."""
+    inputs = ("input_ids", "attention_mask", "token_type_ids", "labels")
     return train(
-        name="task-distill/finetune",
+        name=f"task-distill/{step_name}",
         modules={"student": student},
         param_groups=[{"params": [p for p in student.parameters() if p.requires_grad]}],
-        loss_fn=lambda batch, step: (student(**batch).loss, {}),
+        loss_fn=lambda batch, step: (student(**{k: batch[k] for k in inputs}).loss, {}),
         batches=batches,
         schedule=schedule,
-        checkpoint_to=ckpt / "finetune",
+        checkpoint_to=ckpt / step_name,
     )
 
 
 def _run_step(step_name, schedule: TrainSchedule, cfg, student, teacher, batches, regression, ckpt: Path):
-    """One distillation step (intermediate, prediction or one_step); a finished step is remembered in the checkpoint folder so a
-    resumed stage does not repeat it."""
+    """One distillation step: intermediate, prediction or one_step.
+
+    A finished step is remembered in the checkpoint folder, so a resumed stage skips it.
+    Returns None when every loss of the step has weight 0."""
     done = ckpt / f"{step_name}.done.pt"
     if done.is_file():
         state = torch.load(done, weights_only=False)
         student.load_state_dict(state["student"])
         return state["log"]
-    s_cfg, t_cfg = student.config, teacher.config
-    matches = build_matches(
-        cfg.mapping,
-        s_cfg.num_hidden_layers,
-        t_cfg.num_hidden_layers,
-        cfg.weights,
+    objective = build_objective(
+        cfg,
+        student.config,
+        teacher.config,
         intermediate=step_name != "prediction",
         prediction=step_name != "intermediate",
-    )
-    objective = DistillationObjective(
-        matches,
-        s_cfg.hidden_size,
-        t_cfg.hidden_size,
-        student_heads=s_cfg.num_attention_heads,
-        teacher_heads=t_cfg.num_attention_heads,
-        shared_projection=cfg.shared_projection,
         temperature=cfg.temperature,
         regression=regression,
     )
+    if not objective.matches:
+        return None  # every loss of this step is switched off
     log = distill(
         name=f"task-distill/{step_name}",
         student=student,
-        teacher=teacher,
+        # The prediction step reads the teacher's logits from the cache in each batch.
+        teacher=None if step_name == "prediction" else teacher,
         objective=objective,
         batches=batches,
         schedule=schedule,
         checkpoint_to=ckpt / step_name,
     )
-    ckpt.mkdir(parents=True, exist_ok=True)
-    torch.save({"student": student.state_dict(), "log": log}, done)
+    if is_main_process():
+        ckpt.mkdir(parents=True, exist_ok=True)
+        torch.save({"student": student.state_dict(), "log": log}, done)
     return log

@@ -1,0 +1,53 @@
+"""`tinybert ablate`: the paper's ablation rows as DVC experiments, a table and a chart."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.integration.conftest import run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def study(built_repo, tmp_path_factory):
+    repo = tmp_path_factory.mktemp("ablation") / "repo"
+    shutil.copytree(built_repo, repo, symlinks=True)
+    run(repo, "git", "add", "dvc.lock", "data/.gitignore")
+    run(repo, "git", "commit", "-qm", "reference run")
+    result = run(repo, "tinybert", "ablate", "--only", "full,no-da", "--out", "reports")
+    return repo, result
+
+
+def test_each_row_is_a_named_dvc_experiment_with_its_override(study):
+    repo, _ = study
+    shown = json.loads(run(repo, "python", "-c", "import dvc.api, json; print(json.dumps(dvc.api.exp_show()))").stdout)
+    by_name = {row["Experiment"]: row for row in shown if row.get("Experiment")}
+    assert {"ablation-full", "ablation-no-da"} <= set(by_name)
+    assert str(by_name["ablation-full"]["task_distill.augmented_data"]) == "True"
+    assert str(by_name["ablation-no-da"]["task_distill.augmented_data"]) == "False"
+
+
+def test_general_distillation_is_reused_not_rebuilt(study):
+    _, result = study
+    assert "Running stage 'general-distill'" not in result.stderr + result.stdout
+    assert "Running stage 'task-distill'" in result.stderr + result.stdout
+
+
+def test_the_study_ends_with_a_table_and_a_chart_and_a_clean_workspace(study):
+    repo, result = study
+    table = (repo / "reports/ablation.md").read_text()
+    assert table.startswith("| system | dev accuracy | test accuracy | dev vs full | retention (dev) |")
+    assert "| TinyBERT (full) |" in table and "| w/o DA |" in table
+    assert table.strip() in result.stdout
+    assert (repo / "reports/ablation.png").read_bytes()[:4] == b"\x89PNG"
+    assert run(repo, "git", "status", "--porcelain", "--", "params.yaml", "dvc.lock").stdout == ""
+
+
+def test_a_second_run_keeps_existing_experiments(study):
+    repo, _ = study
+    again = run(repo, "tinybert", "ablate", "--only", "full", "--out", "reports")
+    assert "experiment ablation-full exists, kept" in again.stderr
+    assert "Running stage" not in again.stderr + again.stdout

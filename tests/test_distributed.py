@@ -1,0 +1,90 @@
+"""Several processes (gloo on CPU) and reduced precision run the same training loop."""
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from tinybert.config import TrainSchedule
+from tinybert.runtime import Runtime
+from tinybert.training import BatchSource, train
+
+# Even batches, no dropout: two processes averaging their half-batch gradients take exactly
+# the steps one process takes on the whole batch.
+SCHEDULE = TrainSchedule(epochs=3, batch_size=6, lr=0.05, warmup_ratio=0.0, checkpoint_every=100, log_every=100)
+
+
+def _problem():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    x = torch.randn(24, 3, generator=torch.Generator().manual_seed(1))
+    y = x.sum(-1, keepdim=True)
+    return model, BatchSource(24, lambda idx: {"x": x[idx], "y": y[idx]})
+
+
+def _train(model, source, checkpoint_to, schedule=SCHEDULE):
+    return train(
+        name="t",
+        modules={"model": model},
+        param_groups=[{"params": list(model.parameters())}],
+        loss_fn=lambda b, step: (torch.nn.functional.mse_loss(model(b["x"]), b["y"]), {}),
+        batches=source,
+        schedule=schedule,
+        checkpoint_to=checkpoint_to,
+    )
+
+
+def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
+    try:
+        model, source = _problem()
+        if rank == 1:  # a different start: process 0's weights must be broadcast
+            torch.nn.init.zeros_(model[0].weight)
+        log = _train(model, source, os.path.join(out_dir, "ckpt"))
+        torch.save({"weights": model.state_dict(), "log": log}, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_processes_train_like_one_process_on_the_whole_batch(tmp_path):
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    single_model, source = _problem()
+    single_log = _train(single_model, source, tmp_path / "single")
+
+    for key, value in single_model.state_dict().items():
+        assert torch.equal(rank0["weights"][key], rank1["weights"][key]), f"{key} differs between processes"
+        assert torch.allclose(rank0["weights"][key], value, atol=1e-5), f"{key} differs from one-process training"
+    assert [row["loss"] for row in rank0["log"]] == pytest.approx([row["loss"] for row in single_log], rel=1e-4)
+
+
+def test_each_process_takes_an_equal_slice_of_the_global_batch():
+    share = lambda rank: Runtime(torch.device("cpu"), rank=rank, world_size=2).my_share([10, 11, 12, 13, 14])  # noqa: E731
+    assert share(0) == [10, 12, 14] and share(1) == [11, 13]
+    assert Runtime(torch.device("cpu"), rank=1, world_size=2).my_share([7]) == [7]
+
+
+def test_bf16_autocast_trains_on_the_cpu(tmp_path):
+    model, source = _problem()
+    log = _train(model, source, tmp_path, SCHEDULE.model_copy(update={"precision": "bf16", "epochs": 6}))
+    assert log[-1]["loss"] < log[0]["loss"]
+
+
+def test_fp16_without_a_gpu_is_a_clear_error():
+    from tinybert.errors import InputError
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(InputError, match="fp16 needs a CUDA GPU"):
+        Runtime.create("auto", "fp16")

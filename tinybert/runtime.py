@@ -1,0 +1,121 @@
+"""Where training runs: the device, the numeric precision and, optionally, several processes.
+
+One code path for every case. A single process trains on the CPU or one GPU. Launched by
+``torchrun`` (``WORLD_SIZE`` > 1; ``tinybert`` relaunches itself that way when
+``TINYBERT_PROCESSES`` is set), each process takes an equal slice of every global batch, and
+gradients are averaged across processes before the optimizer step (gloo on CPU, NCCL on GPU).
+The global batch size is therefore the schedule's, whatever the number of processes, and
+every process holds the same weights after every step. Only process 0 writes files.
+
+Plain ``torch.distributed`` rather than ``accelerate`` or ``DistributedDataParallel``: the
+models are called through the capture helpers and the objective owns extra parameters (the
+projections), so one flat all-reduce per step after ``backward`` is the smallest correct
+synchronisation. It does not overlap communication with the backward pass as DDP does.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+from tinybert.errors import InputError
+
+PROCESSES_ENV = "TINYBERT_PROCESSES"
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def pick_device(choice: str = "auto") -> torch.device:
+    """``auto``: the GPU when there is one (this process's ``LOCAL_RANK`` GPU), else the CPU."""
+    has_cuda = torch.cuda.is_available()
+    if choice == "cuda" and not has_cuda:
+        raise InputError("device: 'cuda' requested but no CUDA GPU is visible; use 'auto' or 'cpu'")
+    if choice == "cpu" or not has_cuda:
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    precision: str = "fp32"
+    rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def create(cls, device: str = "auto", precision: str = "fp32") -> "Runtime":
+        chosen = pick_device(device)
+        if precision == "fp16" and chosen.type != "cuda":
+            raise InputError("precision: fp16 needs a CUDA GPU; use bf16 or fp32 on the CPU")
+        size = world_size()
+        if size > 1 and not dist.is_initialized():
+            if chosen.type == "cuda":
+                torch.cuda.set_device(chosen)
+            dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
+        return cls(chosen, precision, rank(), size)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=DTYPES[self.precision])
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
+        return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+
+    def my_share(self, indices: list[int]) -> list[int]:
+        """This process's slice of a global batch. A final batch smaller than the number of
+        processes gives the short ranks its first example rather than nothing."""
+        if self.world_size == 1:
+            return indices
+        return indices[self.rank::self.world_size] or indices[:1]
+
+    def broadcast_parameters(self, modules) -> None:
+        """Start every process from process 0's weights."""
+        if self.world_size == 1:
+            return
+        for module in modules:
+            for tensor in list(module.parameters()) + list(module.buffers()):
+                dist.broadcast(tensor.data, src=0)
+
+    def average_gradients(self, params) -> None:
+        if self.world_size == 1:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = _flatten_dense_tensors(grads)
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        for grad, synced in zip(grads, _unflatten_dense_tensors(flat, grads)):
+            grad.copy_(synced)
+
+    def average(self, value: float) -> float:
+        if self.world_size == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return float(tensor.item()) / self.world_size
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            dist.barrier()
