@@ -89,8 +89,9 @@ class AugmentConfig(Section):
     max_examples: int | None = Field(
         None, ge=1, description="augment only the first N training rows; the rest are kept as originals"
     )
-    batch_size: int = Field(64, ge=1)
-    shard_rows: int = Field(4096, ge=1)
+    batch_size: int = Field(64, ge=1, description="MLM inputs per forward")
+    shard_rows: int = Field(4096, ge=1, description="training rows per shard (unit of resume and of parallel work)")
+    workers: int = Field(1, ge=1, description="local processes augmenting shards in parallel")
 
 
 class TeacherConfig(Section):

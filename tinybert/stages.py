@@ -10,7 +10,7 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinybert.config import Params, load_params
+from tinybert.config import AugmentConfig, Params, load_params
 
 # Modules every stage runs through; a change to them invalidates every stage.
 COMMON_CODE = ("tinybert/config.py", "tinybert/io.py", "tinybert/assets.py")
@@ -95,8 +95,12 @@ STAGES: tuple[Stage, ...] = (
             "tinybert/augment/glove.py",
             "tinybert/augment/words.py",
             "tinybert/augment/stopwords.txt",
+            "tinybert/sharding.py",
+            "tinybert/training.py",
         ),
         retries=1,
+        # Not augment.workers: the output does not depend on it.
+        params=tuple(f"augment.{key}" for key in AugmentConfig.model_fields if key != "workers"),
     ),
     Stage(
         "teacher",

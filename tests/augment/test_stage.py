@@ -62,11 +62,11 @@ def test_stage_writes_original_then_hand_computed_variants(tmp_path, glove_file,
     table, manifest = run(tmp_path, glove_file, mlm_dir)
     assert table.schema == stage.SCHEMA
     assert table.to_pylist() == [
-        dict(id=0, source_id=10, text="The cat sat on the unbelievably soft mat.", text_b=None, label=1.0, is_original=True),
-        dict(id=1, source_id=10, text="the dog dog on the incredibly dog dog .", text_b=None, label=1.0, is_original=False),
-        dict(id=2, source_id=11, text="42 !!", text_b=None, label=0.0, is_original=True),
-        dict(id=3, source_id=12, text="Stupid zyxqv.", text_b=None, label=0.5, is_original=True),
-        dict(id=4, source_id=12, text="dog zyxqv .", text_b=None, label=0.5, is_original=False),
+        dict(variant=0, source_id=10, text="The cat sat on the unbelievably soft mat.", text_b=None, label=1.0, is_original=True),
+        dict(variant=1, source_id=10, text="the dog dog on the incredibly dog dog .", text_b=None, label=1.0, is_original=False),
+        dict(variant=0, source_id=11, text="42 !!", text_b=None, label=0.0, is_original=True),
+        dict(variant=0, source_id=12, text="Stupid zyxqv.", text_b=None, label=0.5, is_original=True),
+        dict(variant=1, source_id=12, text="dog zyxqv .", text_b=None, label=0.5, is_original=False),
     ]
     assert manifest["rows"] == 5 and set(stage.MANIFEST_KEYS) <= manifest.keys()
     assert {k: manifest[k] for k in ("p_t", "n_aug", "k", "seed", "source_rows", "generated_rows")} == \
@@ -98,7 +98,39 @@ def test_max_examples_augments_the_first_rows_and_keeps_the_rest_as_originals(tm
     originals = [sid for sid, orig in zip(table.column("source_id").to_pylist(), table.column("is_original").to_pylist()) if orig]
     assert originals == sorted(originals) and len(originals) == manifest["source_rows"] > 2
     assert manifest["augmented_rows"] == 2
-    assert len(manifest["shards"]) == (table.num_rows + 1) // 2
+    assert [s["rows"] for s in manifest["shards"]] == [12, 1]  # two input rows per shard: 1+11 rows, then 1
+
+
+def test_rows_do_not_depend_on_shard_size_or_worker_count(tmp_path, glove_file, mlm_dir):
+    rows = SINGLE + [("A cat and a dog!", None, 1.0, 13), ("Dogs chase cars.", None, 0.0, 14)]
+    settings = dict(rows=rows, p_t=0.5, k=5, n_aug=6, max_examples=4)
+    whole, one_shard = run(tmp_path / "a", glove_file, mlm_dir, shard_rows=100, **settings)
+    small, many = run(tmp_path / "b", glove_file, mlm_dir, shard_rows=2, **settings)
+    parallel, _ = run(tmp_path / "c", glove_file, mlm_dir, shard_rows=2, workers=2, **settings)
+    assert whole.equals(small) and small.equals(parallel)
+    assert len(one_shard["shards"]) == 1 and len(many["shards"]) == 3
+    files = lambda folder: {p.name: p.read_bytes() for p in (tmp_path / folder / "out").iterdir()}  # noqa: E731
+    assert files("b") == files("c")  # byte-identical, manifest included
+
+
+def test_a_killed_run_resumes_from_its_finished_shards(tmp_path, glove_file, mlm_dir, monkeypatch):
+    rows = SINGLE + [("A cat and a dog!", None, 1.0, 13)]
+    reference, _ = run(tmp_path / "ref", glove_file, mlm_dir, rows=rows, shard_rows=1, p_t=0.5, k=5, n_aug=6)
+    real, calls = stage.augment_shard, []
+
+    def dies_on_third_shard(job, shard):
+        calls.append(shard.index)
+        if shard.index == 2 and calls.count(2) == 1:
+            raise KeyboardInterrupt  # as if the process were stopped mid-run
+        return real(job, shard)
+
+    monkeypatch.setattr(stage, "augment_shard", dies_on_third_shard)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "x", glove_file, mlm_dir, rows=rows, shard_rows=1, p_t=0.5, k=5, n_aug=6)
+    assert not (tmp_path / "x" / "out").exists()
+    resumed, _ = run(tmp_path / "x", glove_file, mlm_dir, rows=rows, shard_rows=1, p_t=0.5, k=5, n_aug=6)
+    assert calls == [0, 1, 2, 2, 3]  # shards 0 and 1 were not recomputed
+    assert resumed.equals(reference)
 
 
 def test_output_does_not_depend_on_chunking(tmp_path, glove_file, mlm_dir, monkeypatch):

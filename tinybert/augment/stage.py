@@ -7,13 +7,16 @@ first sentence's variants are paired with the original second sentence, then the
 sentence's variants with the original first one (not the reference's pairing with the *last*
 variant of the first sentence, method.md).
 
-Output (through :func:`atomic_dir`): parquet shards with :data:`SCHEMA` and ``manifest.json``
-with the parameters and counts in :data:`MANIFEST_KEYS`.
+The training set is cut into shards of ``shard_rows`` input rows, each augmented independently
+(:mod:`tinybert.sharding`: resumable, atomic per shard, local processes or Prefect tasks). Output:
+one parquet shard per input shard with :data:`SCHEMA`, and ``manifest.json`` with the parameters
+and counts in :data:`MANIFEST_KEYS`. The rows, in order, do not depend on ``shard_rows`` or the
+number of workers.
 """
 from __future__ import annotations
 
-import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,19 +28,21 @@ from tinybert.augment.mlm import MlmCandidates
 from tinybert.augment.words import basic_words, load_stopwords
 from tinybert.config import AugmentConfig, BackboneConfig
 from tinybert.errors import InputError
-from tinybert.io import ShardWriter, atomic_dir
+from tinybert.io import file_sha256
+from tinybert.sharding import Progress, Shard, ShardJob, plan_shards, publish_shards, run_shards
+from tinybert.training import checkpoint_dir
 
 
 SCHEMA = pa.schema([
-    ("id", pa.int64()),
-    ("source_id", pa.int64()),
+    ("source_id", pa.int64()),  # the training row's id
+    ("variant", pa.int32()),  # 0: the original row; 1..: generated rows of that example, in order
     ("text", pa.string()),
     ("text_b", pa.string()),
     ("label", pa.float64()),
     ("is_original", pa.bool_()),
 ])
 MANIFEST_KEYS = (
-    "p_t", "n_aug", "k", "seed", "glove", "glove_limit", "max_examples", "backbone",
+    "p_t", "n_aug", "k", "seed", "glove", "glove_limit", "max_examples", "backbone", "shard_rows",
     "source_rows", "augmented_rows", "source_sentences", "original_rows", "generated_rows",
     "words_mlm", "words_glove", "words_itself",
 )
@@ -93,68 +98,131 @@ def example_rows(text: str, text_b: str | None, variants: list[str], variants_b:
         yield text, variant, False
 
 
-def run(backbone: BackboneConfig, cfg: AugmentConfig, *, task_dir: Path, mlm_dir: Path, out_dir: Path) -> None:
-    """Augment ``task_dir/train.parquet`` into ``out_dir``.
+@dataclass
+class _Models:
+    """The masked LM, GloVe index and stop words, loaded once per process."""
 
-    ``backbone`` is recorded in the manifest only: the MLM folder carries its own tokenizer,
-    which is the backbone's when the mlm stage built it.
-    """
-    import torch
-    from tqdm.auto import tqdm
+    tokenizer: object
+    mlm: MlmCandidates
+    glove: GloveNeighbours
+    stopwords: frozenset
 
-    table = read_train(task_dir)
-    model, tokenizer = load_mlm(mlm_dir)
-    kv = load_glove(cfg.glove, cfg.glove_limit)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    mlm = MlmCandidates(model, tokenizer, k=cfg.k, batch_size=cfg.batch_size, device=device)
-    glove = GloveNeighbours(kv, k=cfg.k)
-    stopwords = load_stopwords()
 
+_LOADED: dict[tuple, _Models] = {}
+
+
+def _models(cfg: AugmentConfig, mlm_dir: Path) -> _Models:
+    key = (str(mlm_dir), cfg.glove, cfg.glove_limit, cfg.k, cfg.batch_size)
+    if key not in _LOADED:
+        import torch
+
+        model, tokenizer = load_mlm(mlm_dir)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        _LOADED.clear()  # one configuration per process
+        _LOADED[key] = _Models(
+            tokenizer,
+            MlmCandidates(model, tokenizer, k=cfg.k, batch_size=cfg.batch_size, device=device),
+            GloveNeighbours(load_glove(cfg.glove, cfg.glove_limit), k=cfg.k),
+            load_stopwords(),
+        )
+    return _LOADED[key]
+
+
+def augment_shard(job: ShardJob, shard: Shard) -> tuple[pa.Table, dict]:
+    """Rows ``shard.start:shard.stop`` of the training set, augmented: a pure function of those
+    rows, the models and the seed (each example's generator comes from (seed, id))."""
+    cfg, task_dir, mlm_dir = job.context
+    models = _models(cfg, mlm_dir)
+    table = pq.read_table(Path(task_dir) / "train.parquet").slice(shard.start, shard.stop - shard.start)
     texts = table.column("text").to_pylist()
     texts_b = table.column("text_b").to_pylist() if "text_b" in table.column_names else [None] * len(texts)
     labels = table.column("label").cast(pa.float64()).to_pylist()
     ids = table.column("id").cast(pa.int64()).to_pylist()
-    # Only the first max_examples rows are augmented (a compute budget); the others are kept
-    # as originals, so the student still sees the whole training set.
-    n_augmented = len(texts) if cfg.max_examples is None else min(cfg.max_examples, len(texts))
-    n_sentences = n_augmented + sum(b is not None for b in texts_b[:n_augmented])
+    # Only the first max_examples rows of the whole set are augmented (a compute budget); the
+    # others are kept as originals, so the student still sees the whole training set.
+    limit = len(texts) if cfg.max_examples is None else max(0, min(cfg.max_examples - shard.start, len(texts)))
+    columns: dict[str, list] = {name: [] for name in SCHEMA.names}
+
+    def add(r: int, variant: int, text: str, text_b: str | None, is_original: bool) -> None:
+        for name, value in zip(SCHEMA.names, (ids[r], variant, text, text_b, labels[r], is_original)):
+            columns[name].append(value)
 
     stats: Counter = Counter()
-    with atomic_dir(out_dir) as tmp:
-        writer = ShardWriter(tmp, SCHEMA, cfg.shard_rows)
-        next_id = 0
-        progress = tqdm(total=n_sentences, desc="augment", unit="sent", file=sys.stderr, mininterval=1.0)
-        for start in range(0, n_augmented, CHUNK_EXAMPLES):
-            rows = range(start, min(start + CHUNK_EXAMPLES, n_augmented))
-            # One list of sentences per chunk: [text, text_b?] per example, in order.
-            sentences, owners = [], []
-            for r in rows:
-                for part, text in enumerate((texts[r], texts_b[r])):
-                    if text is not None:
-                        sentences.append(basic_words(tokenizer, text))
-                        owners.append((r, part))
-            sets = candidate_sets(sentences, mlm, glove, stopwords, stats)
-            # One generator per example, used for text then text_b: output is independent of chunking.
-            rngs = {r: example_rng(cfg.seed, ids[r]) for r in rows}
-            variants: dict[tuple[int, int], list[str]] = {}
-            for (r, part), words, word_sets in zip(owners, sentences, sets):
-                original = texts[r] if part == 0 else texts_b[r]
-                variants[r, part] = augment_sentence(words, word_sets, cfg.p_t, cfg.n_aug, rngs[r], original=original)
-            for r in rows:
-                for text, text_b, is_original in example_rows(texts[r], texts_b[r], variants[r, 0], variants.get((r, 1))):
-                    writer.add(dict(id=next_id, source_id=ids[r], text=text, text_b=text_b,
-                                    label=labels[r], is_original=is_original))
-                    next_id += 1
-            progress.update(len(sentences))
-        progress.close()
-        for r in range(n_augmented, len(texts)):
-            writer.add(dict(id=next_id, source_id=ids[r], text=texts[r], text_b=texts_b[r], label=labels[r], is_original=True))
-            next_id += 1
-        writer.metadata.update(
-            p_t=cfg.p_t, n_aug=cfg.n_aug, k=cfg.k, seed=cfg.seed, glove=cfg.glove, glove_limit=cfg.glove_limit,
-            max_examples=cfg.max_examples, backbone=backbone.model,
-            source_rows=len(texts), augmented_rows=n_augmented, source_sentences=n_sentences,
-            original_rows=len(texts), generated_rows=next_id - len(texts),
-            words_mlm=stats["mlm"], words_glove=stats["glove"], words_itself=stats["itself"],
-        )
-        writer.close()
+    for start in range(0, limit, CHUNK_EXAMPLES):
+        rows = range(start, min(start + CHUNK_EXAMPLES, limit))
+        sentences, owners = [], []  # [text, text_b?] per example, in order
+        for r in rows:
+            for part, text in enumerate((texts[r], texts_b[r])):
+                if text is not None:
+                    sentences.append(basic_words(models.tokenizer, text))
+                    owners.append((r, part))
+        sets = candidate_sets(sentences, models.mlm, models.glove, models.stopwords, stats)
+        # One generator per example, used for text then text_b.
+        rngs = {r: example_rng(cfg.seed, ids[r]) for r in rows}
+        variants: dict[tuple[int, int], list[str]] = {}
+        for (r, part), words, word_sets in zip(owners, sentences, sets):
+            original = texts[r] if part == 0 else texts_b[r]
+            variants[r, part] = augment_sentence(words, word_sets, cfg.p_t, cfg.n_aug, rngs[r], original=original)
+        for r in rows:
+            for v, (text, text_b, is_original) in enumerate(example_rows(texts[r], texts_b[r], variants[r, 0], variants.get((r, 1)))):
+                add(r, v, text, text_b, is_original)
+    for r in range(limit, len(texts)):
+        add(r, 0, texts[r], texts_b[r], True)
+    sentences = limit + sum(b is not None for b in texts_b[:limit])
+    return pa.table(columns, schema=SCHEMA), {
+        "sentences": sentences, "augmented_rows": limit, "source_rows": len(texts),
+        "words_mlm": stats["mlm"], "words_glove": stats["glove"], "words_itself": stats["itself"],
+    }
+
+
+def plan(backbone: BackboneConfig, cfg: AugmentConfig, *, task_dir: Path, mlm_dir: Path) -> ShardJob:
+    """Check the inputs and split the training set into shards of ``cfg.shard_rows`` rows."""
+    table = read_train(task_dir)
+    load_mlm(mlm_dir)  # a bad MLM folder fails here, before any worker starts
+    load_glove(cfg.glove, cfg.glove_limit)
+    fingerprint = (cfg.model_dump(exclude={"workers", "batch_size"}), file_sha256(Path(task_dir) / "train.parquet"),
+                   _folder_digest(mlm_dir))
+    return ShardJob(
+        compute="tinybert.augment.stage:augment_shard",
+        context=(cfg, Path(task_dir), Path(mlm_dir)),
+        work_dir=checkpoint_dir("augment", fingerprint),
+        shards=tuple(plan_shards(table.num_rows, cfg.shard_rows)),
+    )
+
+
+def augmented_sentences(cfg: AugmentConfig, shard: Shard) -> int:
+    """Input rows of ``shard`` that get augmented (the progress unit; pairs count once)."""
+    if cfg.max_examples is None:
+        return shard.stop - shard.start
+    return max(0, min(shard.stop, cfg.max_examples) - shard.start)
+
+
+def publish(backbone: BackboneConfig, cfg: AugmentConfig, job: ShardJob, results: list[dict], out_dir: Path) -> dict:
+    total = lambda key: sum(r[key] for r in results)  # noqa: E731
+    metadata = dict(
+        p_t=cfg.p_t, n_aug=cfg.n_aug, k=cfg.k, seed=cfg.seed, glove=cfg.glove, glove_limit=cfg.glove_limit,
+        max_examples=cfg.max_examples, backbone=backbone.model, shard_rows=cfg.shard_rows,
+        source_rows=total("source_rows"), augmented_rows=total("augmented_rows"), source_sentences=total("sentences"),
+        original_rows=total("source_rows"), generated_rows=total("rows") - total("source_rows"),
+        words_mlm=total("words_mlm"), words_glove=total("words_glove"), words_itself=total("words_itself"),
+    )
+    return publish_shards(job, out_dir, results, SCHEMA, metadata)
+
+
+def run(backbone: BackboneConfig, cfg: AugmentConfig, *, task_dir: Path, mlm_dir: Path, out_dir: Path) -> None:
+    """Augment ``task_dir/train.parquet`` into ``out_dir``, shard by shard, with ``cfg.workers``
+    local processes. An interrupted run resumes from the shards it finished.
+
+    ``backbone`` is recorded in the manifest only: the MLM folder carries its own tokenizer,
+    which is the backbone's when the mlm stage built it.
+    """
+    job = plan(backbone, cfg, task_dir=task_dir, mlm_dir=mlm_dir)
+    units = lambda shard: augmented_sentences(cfg, shard)  # noqa: E731
+    progress = Progress("augment", len(job.shards), sum(units(s) for s in job.shards), "examples")
+    results = run_shards(job, cfg.workers, progress, units)
+    publish(backbone, cfg, job, results, out_dir)
+
+
+def _folder_digest(folder: Path) -> list:
+    """Names, sizes and modification times: enough to tell a retrained MLM from the last one."""
+    return sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in Path(folder).iterdir() if f.is_file())

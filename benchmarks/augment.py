@@ -1,0 +1,118 @@
+"""Augmentation speed: Algorithm 1 run literally (the reference's way) against the fast path.
+
+On a fixed sample of the movie-review training split (the first N rows of data/task/train.parquet)
+with the pipeline's masked LM (data/mlm) and GloVe 6B 50d (first 100k vectors), K=15, p_t=0.4,
+N_a=4, one run measures sentences per second of:
+1. the literal baseline as the reference runs it: one MLM forward per masked word, batch 1,
+   gradients on, the LM head over every position, GloVe similarities recomputed per word
+   (tests/augment/reference.py);
+2. the same baseline under inference mode;
+3. the fast path (tinybert.augment): MLM inputs batched across sentences and positions under
+   inference mode, the head only at masked positions, GloVe top-K batched and cached per word;
+and checks that all three write the same sentences. Then the peak memory of the augment stage
+(a subprocess each) at two dataset sizes.
+
+    python benchmarks/augment.py [--sentences 48] [--memory-sizes 500 2000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.augment.reference import ReferenceAugmenter  # noqa: E402
+from tinybert.augment.algorithm import augment_sentence, candidate_sets, example_rng  # noqa: E402
+from tinybert.augment.glove import GloveNeighbours, load_glove  # noqa: E402
+from tinybert.augment.mlm import MlmCandidates  # noqa: E402
+from tinybert.augment.stage import load_mlm  # noqa: E402
+from tinybert.augment.words import basic_words, load_stopwords  # noqa: E402
+
+K, P_T, N_AUG, SEED = 15, 0.4, 4, 42
+
+
+def fast_path(model, tokenizer, kv, texts, ids, batch_size: int) -> list[list[str]]:
+    sentences = [basic_words(tokenizer, t) for t in texts]
+    sets = candidate_sets(sentences, MlmCandidates(model, tokenizer, k=K, batch_size=batch_size),
+                          GloveNeighbours(kv, k=K), load_stopwords())
+    return [augment_sentence(w, s, P_T, N_AUG, example_rng(SEED, i), original=t)
+            for w, s, t, i in zip(sentences, sets, texts, ids)]
+
+
+def literal(model, tokenizer, kv, texts, ids, inference: bool) -> list[list[str]]:
+    reference = ReferenceAugmenter(model, tokenizer, kv, k=K, p_t=P_T, n_aug=N_AUG, stopwords=load_stopwords(),
+                                   inference=inference)
+    return [reference.augment(t, example_rng(SEED, i)) for t, i in zip(texts, ids)]
+
+
+def timed(fn, *args, **kwargs):
+    began = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - began
+
+
+def peak_memory_of_stage(rows: int, mlm: Path, task: Path) -> float:
+    """Peak RSS (MB) of one augment-stage process over the first ``rows`` training rows."""
+    with tempfile.TemporaryDirectory() as tmp:
+        code = (
+            "import sys; from pathlib import Path; from tinybert.augment import stage; "
+            "from tinybert.config import AugmentConfig, BackboneConfig; "
+            f"stage.run(BackboneConfig(), AugmentConfig(n_aug={N_AUG}, k={K}, max_examples={rows}), "
+            f"task_dir=Path({str(task)!r}), mlm_dir=Path({str(mlm)!r}), out_dir=Path({tmp!r}) / 'out')"
+        )
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        subprocess.run([sys.executable, "-c", code], check=True, stderr=subprocess.DEVNULL)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        manifest = json.loads((Path(tmp) / "out" / "manifest.json").read_text())
+    # ru_maxrss of children is the largest child so far: run the sizes smallest first.
+    return max(before, after) / 1024, manifest["source_sentences"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sentences", type=int, default=48)
+    parser.add_argument("--mlm", type=Path, default=ROOT / "data/mlm")
+    parser.add_argument("--task", type=Path, default=ROOT / "data/task")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--memory-sizes", type=int, nargs="*", default=[500, 2000])
+    args = parser.parse_args()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    if not (args.mlm / "config.json").is_file() or not (args.task / "train.parquet").is_file():
+        sys.exit(f"error: {args.mlm} or {args.task}/train.parquet missing; run `dvc repro augment` first")
+
+    model, tokenizer = load_mlm(args.mlm)
+    kv = load_glove("embedded:glove-6b-50d", 100_000)
+    train = pq.read_table(args.task / "train.parquet").slice(0, args.sentences).to_pydict()
+    texts, ids = train["text"], train["id"]
+    print(f"{len(texts)} sentences, K={K}, N_a={N_AUG}, p_t={P_T}, torch threads {torch.get_num_threads()}")
+
+    baseline, t_base = timed(literal, model, tokenizer, kv, texts, ids, inference=False)
+    inference, t_inf = timed(literal, model, tokenizer, kv, texts, ids, inference=True)
+    fast, t_fast = timed(fast_path, model, tokenizer, kv, texts, ids, args.batch_size)
+    assert baseline == inference == fast, "the fast path and the literal algorithm disagree"
+    n = len(texts)
+    print(f"literal, as the reference runs it   {n / t_base:8.2f} sentences/s")
+    print(f"literal, inference mode             {n / t_inf:8.2f} sentences/s   {t_base / t_inf:5.1f}x")
+    print(f"fast path                           {n / t_fast:8.2f} sentences/s   {t_base / t_fast:5.1f}x "
+          f"(target >= 25x on 2 CPU cores)")
+    print("same augmented sentences from all three: yes")
+
+    for rows in sorted(args.memory_sizes):
+        peak, sentences = peak_memory_of_stage(rows, args.mlm, args.task)
+        print(f"augment stage, {rows:6d} rows augmented ({sentences} sentences): peak RSS {peak:7.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""What the evaluate stage's metrics turn into, and the teacher-logits cache's guard."""
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tinybert.distill.teacher_logits import load_teacher_logits
+from tinybert.errors import InputError
+from tinybert.summary import summary_table
+
+
+def _entry(dev, mismatched, test):
+    scores = {"dev": dev, "dev_mismatched": mismatched, "test": test}
+    return {name: {"accuracy": v} for name, v in scores.items()} | {
+        "parameters": 10_000_000, "disk_bytes": 40_000_000, "throughput_per_s": 100.0
+    }
+
+
+def test_summary_lists_every_evaluated_split_such_as_mnli_mismatched(tmp_path):
+    report = {
+        "metric": "accuracy",
+        "splits": ["dev", "dev_mismatched", "test"],
+        "teacher": _entry(0.84, 0.83, 0.82),
+        "student": _entry(0.80, 0.79, 0.78),
+        "retention": {"dev": 0.80 / 0.84, "dev_mismatched": 0.79 / 0.83, "test": 0.78 / 0.82},
+        "size_ratio": 1.0,
+        "speedup": 1.0,
+        "majority_baseline": {"dev": 0.35, "dev_mismatched": 0.36, "test": 0.34},
+    }
+    (tmp_path / "metrics.json").write_text(json.dumps(report))
+    table = summary_table(tmp_path / "metrics.json")
+    assert "dev_mismatched accuracy | 0.8300  | 0.7900  | 95.2%" in table
+    assert "majority-class baseline: dev 0.3500, dev_mismatched 0.3600, test 0.3400" in table
+
+
+def _cache(folder, rows=4, max_seq_len=64):
+    folder.mkdir()
+    pq.write_table(pa.table({"row": list(range(rows)), "logits": [[0.5, -0.5]] * rows}), folder / "logits.parquet")
+    (folder / "info.json").write_text(json.dumps({"rows": rows, "num_labels": 2, "max_seq_len": max_seq_len}))
+    return folder
+
+
+def test_cached_teacher_logits_load_as_a_rows_by_labels_tensor(tmp_path):
+    logits = load_teacher_logits(_cache(tmp_path / "c"), rows=4, max_seq_len=64)
+    assert tuple(logits.shape) == (4, 2) and logits[0].tolist() == [0.5, -0.5]
+
+
+def test_a_cache_made_for_other_rows_or_lengths_is_refused(tmp_path):
+    folder = _cache(tmp_path / "c")
+    with pytest.raises(InputError, match="for 4 rows at length 64, task-distill has 5 rows at length 64"):
+        load_teacher_logits(folder, rows=5, max_seq_len=64)
+    with pytest.raises(InputError, match="rerun the teacher-logits stage"):
+        load_teacher_logits(folder, rows=4, max_seq_len=128)
+    with pytest.raises(InputError, match="no cached teacher logits"):
+        load_teacher_logits(tmp_path / "missing", rows=4, max_seq_len=64)
