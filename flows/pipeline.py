@@ -6,22 +6,51 @@ Scheduled:  python -m flows.deploy  (needs `prefect server start`; see README)
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 import flows  # noqa: F401  (Prefect environment defaults)
 from prefect import flow
 
-from tasks.stage_tasks import stage_task
+from flows.sharded import RUNNERS, run_sharded
+from tasks.stage_tasks import commit_stage, stage_is_up_to_date, stage_task
 from tinybert.stages import STAGES
 
 
 @flow(name="tinybert-pipeline", log_prints=True)
-def pipeline(repo_root: str = ".", params: str = "params.yaml", force: bool = False) -> list[str]:
+def pipeline(
+    repo_root: str = ".",
+    params: str = "params.yaml",
+    force: bool = False,
+    shard_runner: str = "threads",
+    shard_workers: int = 2,
+    dask_address: str | None = None,
+) -> list[str]:
     """Run every stage whose data, parameters or code changed; leave dvc.lock as `dvc repro` would.
 
     Stages run one after another in the registry's (topological) order: each already uses
-    every core, and model loading in transformers is not thread-safe.
+    every core, and model loading in transformers is not thread-safe. A sharded stage (augment)
+    maps its shards over ``shard_runner`` (threads, processes or dask) as a sub-flow.
     """
-    return [f"{stage.name}: {stage_task(stage.name)(stage.name, repo_root, params, force)}" for stage in STAGES]
+    results = []
+    for stage in STAGES:
+        if stage.sharded:
+            status = _sharded(stage.name, repo_root, params, force, shard_runner, shard_workers, dask_address)
+        else:
+            status = stage_task(stage.name)(stage.name, repo_root, params, force)
+        results.append(f"{stage.name}: {status}")
+    return results
+
+
+def _sharded(name, repo_root, params, force, runner, workers, dask_address) -> str:
+    root = Path(repo_root).resolve()
+    if not force and stage_is_up_to_date(root, name):
+        print(f"stage {name} is up to date (dvc status): skipped")
+        return "Cached"
+    os.chdir(root)  # stage paths are relative to the repository root, as under `dvc repro`
+    shards = run_sharded(name, params, runner, workers, dask_address)
+    commit_stage(root, name)
+    return f"Completed ({shards} shards)"
 
 
 def main() -> None:
@@ -29,8 +58,11 @@ def main() -> None:
     parser.add_argument("--repo", default=".")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--force", action="store_true", help="run every stage even if up to date")
+    parser.add_argument("--shard-runner", choices=RUNNERS, default="threads", help="task runner for augment's shards")
+    parser.add_argument("--shard-workers", type=int, default=2)
+    parser.add_argument("--dask-address", default=None, help="an existing Dask scheduler (with --shard-runner dask)")
     args = parser.parse_args()
-    pipeline(args.repo, args.params, args.force)
+    pipeline(args.repo, args.params, args.force, args.shard_runner, args.shard_workers, args.dask_address)
 
 
 if __name__ == "__main__":

@@ -13,14 +13,14 @@ from prefect.states import Completed
 from tinybert.stages import BY_NAME, run_stage
 
 
-def _stage_is_up_to_date(repo_root: Path, name: str) -> bool:
+def stage_is_up_to_date(repo_root: Path, name: str) -> bool:
     from dvc.repo import Repo
 
     with Repo(str(repo_root)) as repo:
         return not repo.status(targets=[name])
 
 
-def _commit_stage(repo_root: Path, name: str) -> None:
+def commit_stage(repo_root: Path, name: str) -> None:
     from dvc.repo import Repo
 
     with Repo(str(repo_root)) as repo:
@@ -33,7 +33,7 @@ def _commit_stage(repo_root: Path, name: str) -> None:
 def run_stage_task(name: str, repo_root: str = ".", params: str = "params.yaml", force: bool = False):
     logger = get_run_logger()
     root = Path(repo_root).resolve()
-    if not force and _stage_is_up_to_date(root, name):
+    if not force and stage_is_up_to_date(root, name):
         logger.info("stage %s is up to date (dvc status): skipped", name)
         return Completed(message=f"{name}: up to date", name="Cached")
     if Path.cwd().resolve() != root:
@@ -42,7 +42,7 @@ def run_stage_task(name: str, repo_root: str = ".", params: str = "params.yaml",
         os.chdir(root)
     logger.info("running stage %s", name)
     run_stage(name, params)
-    _commit_stage(root, name)
+    commit_stage(root, name)
     logger.info("stage %s done; recorded in dvc.lock", name)
     return Completed(message=f"{name}: ran", name="Completed")
 

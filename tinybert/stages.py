@@ -43,12 +43,21 @@ class Stage:
     # field of a section must not rerun when another field of it changes.
     params: tuple[str, ...] | None = None
     trains: bool = False  # a training stage: TINYBERT_PROCESSES=N runs it in N processes
+    # Its module also offers plan(*sections, **deps) -> ShardJob and
+    # publish(*sections, job, results, out_dir): Prefect maps its shards over a task runner.
+    sharded: bool = False
 
     def call(self, params: Params) -> None:
         module, func = self.function.split(":")
         fn = getattr(importlib.import_module(module), func)
-        args = [getattr(params, section) for section in self.sections]
-        fn(*args, **{k: Path(v) for k, v in {**self.deps, **self.outs}.items()})
+        fn(*self.arguments(params), **{k: Path(v) for k, v in {**self.deps, **self.outs}.items()})
+
+    def arguments(self, params: Params) -> list:
+        return [getattr(params, section) for section in self.sections]
+
+    @property
+    def module(self):
+        return importlib.import_module(self.function.split(":")[0])
 
     @property
     def cmd(self) -> str:
@@ -99,6 +108,7 @@ STAGES: tuple[Stage, ...] = (
             "tinybert/training.py",
         ),
         retries=1,
+        sharded=True,
         # Not augment.workers: the output does not depend on it.
         params=tuple(f"augment.{key}" for key in AugmentConfig.model_fields if key != "workers"),
     ),

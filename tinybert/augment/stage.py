@@ -15,6 +15,7 @@ number of workers.
 """
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,22 +110,27 @@ class _Models:
 
 
 _LOADED: dict[tuple, _Models] = {}
+_LOADING = threading.Lock()  # shards may run in threads (Prefect); load the models once
 
 
 def _models(cfg: AugmentConfig, mlm_dir: Path) -> _Models:
     key = (str(mlm_dir), cfg.glove, cfg.glove_limit, cfg.k, cfg.batch_size)
-    if key not in _LOADED:
-        import torch
+    with _LOADING:
+        return _LOADED[key] if key in _LOADED else _load_models(key, cfg, mlm_dir)
 
-        model, tokenizer = load_mlm(mlm_dir)
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        _LOADED.clear()  # one configuration per process
-        _LOADED[key] = _Models(
-            tokenizer,
-            MlmCandidates(model, tokenizer, k=cfg.k, batch_size=cfg.batch_size, device=device),
-            GloveNeighbours(load_glove(cfg.glove, cfg.glove_limit), k=cfg.k),
-            load_stopwords(),
-        )
+
+def _load_models(key: tuple, cfg: AugmentConfig, mlm_dir: Path) -> _Models:
+    import torch
+
+    model, tokenizer = load_mlm(mlm_dir)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    _LOADED.clear()  # one configuration per process
+    _LOADED[key] = _Models(
+        tokenizer,
+        MlmCandidates(model, tokenizer, k=cfg.k, batch_size=cfg.batch_size, device=device),
+        GloveNeighbours(load_glove(cfg.glove, cfg.glove_limit), k=cfg.k),
+        load_stopwords(),
+    )
     return _LOADED[key]
 
 
@@ -175,7 +181,7 @@ def augment_shard(job: ShardJob, shard: Shard) -> tuple[pa.Table, dict]:
     }
 
 
-def plan(backbone: BackboneConfig, cfg: AugmentConfig, *, task_dir: Path, mlm_dir: Path) -> ShardJob:
+def plan(backbone: BackboneConfig, cfg: AugmentConfig, *, task_dir: Path, mlm_dir: Path, **_outs) -> ShardJob:
     """Check the inputs and split the training set into shards of ``cfg.shard_rows`` rows."""
     table = read_train(task_dir)
     load_mlm(mlm_dir)  # a bad MLM folder fails here, before any worker starts

@@ -1,0 +1,79 @@
+"""A sharded stage as a Prefect flow: plan the shards, map them over a task runner, publish.
+
+Task runners: ``threads`` (default) and ``processes`` on this machine, ``dask`` through
+``prefect-dask``: a local cluster of worker processes, or an existing cluster at ``--dask-address``.
+
+    python -m flows.sharded augment --runner processes --workers 2
+    python -m flows.sharded augment --runner dask --dask-address tcp://scheduler:8786
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import flows  # noqa: F401  (Prefect environment defaults)
+from prefect import flow, unmapped
+from prefect.futures import as_completed
+
+from tasks.shard_tasks import shard_task
+from tinybert.config import load_params
+from tinybert.sharding import Progress
+from tinybert.stages import BY_NAME
+
+RUNNERS = ("threads", "processes", "dask")
+
+
+def task_runner(kind: str = "threads", workers: int = 2, dask_address: str | None = None):
+    if kind == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=workers)
+    if kind == "processes":
+        from prefect.task_runners import ProcessPoolTaskRunner
+
+        return ProcessPoolTaskRunner(max_workers=workers)
+    if kind == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if dask_address:
+            return DaskTaskRunner(address=dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
+    raise ValueError(f"unknown task runner {kind!r}; use one of {', '.join(RUNNERS)}")
+
+
+@flow(name="tinybert-shards", log_prints=True)
+def sharded_stage(name: str, params: str = "params.yaml") -> int:
+    """Run sharded stage ``name``: every missing shard as one task, then the output folder."""
+    stage = BY_NAME[name]
+    args = stage.arguments(load_params(params))
+    deps = {k: Path(v) for k, v in stage.deps.items()}
+    job = stage.module.plan(*args, **deps)
+    progress = Progress(name, len(job.shards), sum(s.stop - s.start for s in job.shards), "rows")
+    futures = shard_task.map(unmapped(job), list(job.shards))
+    shard_of = {future.task_run_id: shard for future, shard in zip(futures, job.shards)}
+    for future in as_completed(futures):
+        shard = shard_of[future.task_run_id]
+        progress.update(shard.stop - shard.start)
+    results = [future.result() for future in futures]
+    out_dir = Path(next(iter(stage.outs.values())))
+    stage.module.publish(*args, job, results, out_dir)
+    return len(results)
+
+
+def run_sharded(name: str, params: str, runner: str, workers: int, dask_address: str | None) -> int:
+    return sharded_stage.with_options(task_runner=task_runner(runner, workers, dask_address))(name, params)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=[s.name for s in BY_NAME.values() if s.sharded])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--runner", choices=RUNNERS, default="threads")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--dask-address", default=None)
+    args = parser.parse_args()
+    run_sharded(args.stage, args.params, args.runner, args.workers, args.dask_address)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""Prefect maps augment's shards over a task runner and writes what `dvc repro` writes."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from tests.integration.conftest import make_tiny_repo, run
+
+pytestmark = pytest.mark.slow
+
+
+def files(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def shard_repo(built_repo, tmp_path_factory):
+    repo = make_tiny_repo(tmp_path_factory.mktemp("shards") / "repo")
+    for folder in ("data/task", "data/mlm"):
+        shutil.copytree(built_repo / folder, repo / folder)
+    return repo
+
+
+@pytest.mark.parametrize("runner", ["processes", "dask"])
+def test_shards_mapped_over_a_task_runner_give_the_dvc_output_byte_for_byte(shard_repo, built_repo, runner):
+    shutil.rmtree(shard_repo / "data/augmented", ignore_errors=True)
+    result = run(shard_repo, "python", "-m", "flows.sharded", "augment", "--runner", runner, "--workers", "2")
+    expected = files(built_repo / "data/augmented")
+    assert len(expected) > 2  # several shards and the manifest
+    assert files(shard_repo / "data/augmented") == expected
+    assert "[augment] shards 4/4" in result.stderr + result.stdout
