@@ -34,3 +34,10 @@ def padded_batch():
     mask[2, 2:] = 0
     ids[mask == 0] = 0
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+
+
+@pytest.fixture(autouse=True)
+def checkpoints_elsewhere(tmp_path_factory, monkeypatch):
+    # Unfinished shards and training state are kept for resuming; keep them out of the
+    # repository and out of the tests' own tmp_path.
+    monkeypatch.setenv("TINYBERT_CHECKPOINTS", str(tmp_path_factory.mktemp("checkpoints")))

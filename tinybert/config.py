@@ -48,7 +48,8 @@ class CorpusConfig(Section):
     max_seq_len: int = Field(128, ge=8, le=512)
     max_documents: int | None = Field(None, ge=1)
     min_chars: int = Field(20, ge=0, description="documents shorter than this are dropped")
-    shard_rows: int = Field(2048, ge=1)
+    shard_documents: int = Field(1000, ge=1, description="documents per shard (unit of resume and of parallel work)")
+    workers: int = Field(1, ge=1, description="local processes tokenising shards in parallel")
 
 
 class TaskConfig(Section):

@@ -10,7 +10,7 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinybert.config import AugmentConfig, Params, load_params
+from tinybert.config import AugmentConfig, CorpusConfig, Params, load_params
 
 # Modules every stage runs through; a change to them invalidates every stage.
 COMMON_CODE = ("tinybert/config.py", "tinybert/io.py", "tinybert/assets.py")
@@ -70,8 +70,10 @@ STAGES: tuple[Stage, ...] = (
         "tinybert.data.corpus:run",
         ("backbone", "corpus"),
         outs={"out_dir": "data/corpus"},
-        code=("tinybert/data/corpus.py",),
+        code=("tinybert/data/corpus.py", "tinybert/sharding.py", "tinybert/training.py"),
         retries=2,
+        sharded=True,
+        params=("backbone", *(f"corpus.{key}" for key in CorpusConfig.model_fields if key != "workers")),
     ),
     Stage(
         "prepare-task",

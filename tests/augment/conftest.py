@@ -62,8 +62,3 @@ def one_torch_thread():
     yield
     torch.set_num_threads(before)
 
-
-@pytest.fixture(autouse=True)
-def checkpoints_elsewhere(tmp_path_factory, monkeypatch):
-    # Unfinished shards are kept for resuming; keep them out of the repository and of tmp_path.
-    monkeypatch.setenv("TINYBERT_CHECKPOINTS", str(tmp_path_factory.mktemp("checkpoints")))

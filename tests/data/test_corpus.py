@@ -204,23 +204,48 @@ def test_pack_drops_short_tail_chunks_but_keeps_a_document_that_is_short_as_a_wh
 def test_two_runs_write_byte_identical_shards(tmp_path):
     src = tmp_path / "c.txt"
     src.write_text("\n\n".join(" ".join([SENTENCE] * n) for n in range(1, 9)))
-    params = dict(source=str(src), max_seq_len=32, shard_rows=5)
+    params = dict(source=str(src), max_seq_len=32, shard_documents=3)
     corpus.run(BACKBONE, CorpusConfig(**params), out_dir=tmp_path / "a")
-    corpus.run(BACKBONE, CorpusConfig(**params), out_dir=tmp_path / "b")
-    first, second = read_manifest(tmp_path / "a"), read_manifest(tmp_path / "b")
-    assert len(first["shards"]) > 1
-    assert all(s["rows"] <= 5 for s in first["shards"])
-    assert first == second
+    corpus.run(BACKBONE, CorpusConfig(**params, workers=2), out_dir=tmp_path / "b")
+    first, second = (read_manifest(tmp_path / d) for d in ("a", "b"))
+    assert len(first["shards"]) == 3 and first == second
     for shard in first["shards"]:
         assert (tmp_path / "a" / shard["file"]).read_bytes() == (tmp_path / "b" / shard["file"]).read_bytes()
 
 
-# ----------------------------------------------------------------------------------- errors
-def test_missing_source_names_the_file_and_leaves_no_output(tmp_path):
-    with pytest.raises(InputError) as excinfo:
-        build(tmp_path, tmp_path / "nowhere.json")
-    assert_input_error(excinfo, "nowhere.json")
-    assert not (tmp_path / "corpus").exists()
+def test_sequences_do_not_depend_on_the_shard_size(tmp_path):
+    src = tmp_path / "c.txt"
+    src.write_text("\n\n".join(" ".join([SENTENCE] * n) for n in range(1, 9)))
+    tables = []
+    for size in (1, 3, 100):
+        out = tmp_path / f"out{size}"
+        corpus.run(BACKBONE, CorpusConfig(source=str(src), max_seq_len=32, shard_documents=size), out_dir=out)
+        tables.append(read_sharded(out))
+    assert tables[0].equals(tables[1]) and tables[1].equals(tables[2])
+    assert tables[0].column("doc_id").to_pylist()[-1] == 7
+
+
+def test_an_interrupted_run_resumes_without_reading_finished_shards_again(tmp_path, monkeypatch):
+    src = tmp_path / "c.txt"
+    src.write_text("\n\n".join(" ".join([SENTENCE] * n) for n in range(1, 9)))
+    cfg = CorpusConfig(source=str(src), max_seq_len=32, shard_documents=2)
+    corpus.run(BACKBONE, cfg, out_dir=tmp_path / "reference")
+    real, calls = corpus.tokenize_shard, []
+
+    def dies_on_shard_2(job, shard):
+        calls.append(shard.index)
+        if shard.index == 2 and calls.count(2) == 1:
+            raise KeyboardInterrupt
+        return real(job, shard)
+
+    monkeypatch.setattr(corpus, "tokenize_shard", dies_on_shard_2)
+    with pytest.raises(KeyboardInterrupt):
+        corpus.run(BACKBONE, cfg, out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    corpus.run(BACKBONE, cfg, out_dir=tmp_path / "out")
+    assert calls == [0, 1, 2, 2, 3]
+    assert read_sharded(tmp_path / "out").equals(read_sharded(tmp_path / "reference"))
+
 
 
 def test_undecidable_format_names_the_file(tmp_path):

@@ -7,7 +7,10 @@ Sources (``CorpusConfig.format``):
 - ``wiki-dump``: a MediaWiki XML dump (``*.xml.bz2`` or plain ``.xml``), streamed page by page
   with gensim's ``extract_pages`` and cleaned with ``filter_wiki``.
 
-Output (through :func:`atomic_dir`): parquet shards with ``input_ids`` (list<int32>, each
+The source is streamed once into shards of ``shard_documents`` cleaned documents; each shard is
+then tokenised and packed on its own (:mod:`tinybert.sharding`: resumable, local processes or
+Prefect tasks), so memory stays bounded by a shard and documents never straddle sequences.
+Output: one parquet shard per document shard with ``input_ids`` (list<int32>, each
 ``[CLS] ... [SEP]``, at most ``max_seq_len`` long) and ``doc_id`` (int64, index of the kept
 document), plus ``manifest.json`` with the shard checksums and the metadata listed in
 :data:`MANIFEST_KEYS`.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import bz2
 import hashlib
+import itertools
 import json
 import re
 import sys
@@ -23,11 +27,14 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tinybert.assets import resolve
 from tinybert.config import BackboneConfig, CorpusConfig
 from tinybert.errors import InputError
-from tinybert.io import ShardWriter, atomic_dir, file_sha256
+from tinybert.io import atomic_file, file_sha256, read_json, write_json, write_parquet
+from tinybert.sharding import Progress, Shard, ShardJob, publish_shards, run_shards
+from tinybert.training import checkpoint_dir
 
 # Must be set before transformers is first imported (it is imported lazily below).
 
@@ -185,40 +192,110 @@ def load_tokenizer(model: str):
 
 
 # ----------------------------------------------------------------------------------- stage
-def run(backbone: BackboneConfig, cfg: CorpusConfig, *, out_dir: Path) -> None:
-    """Write the packed corpus to ``out_dir`` (atomically); raise InputError on bad input."""
-    from tqdm.auto import tqdm
+DOCS_SCHEMA = pa.schema([("text", pa.string())])
+DOCUMENTS_DONE = "documents.json"
 
+
+def split_documents(path: Path, fmt: str, cfg: CorpusConfig, work_dir: Path) -> list[Shard]:
+    """Stream the cleaned documents into ``docs-NNNNN.parquet`` files of ``shard_documents``
+    documents each, in ``work_dir``; resumable: finished files are counted, not rewritten.
+
+    The source is read once, front to back (a Wikipedia dump is one bz2 stream), holding one
+    shard of documents at a time; the shards are then tokenised independently."""
+    done = work_dir / DOCUMENTS_DONE
+    if done.is_file():
+        return [Shard(i, a, b) for i, (a, b) in enumerate(read_json(done)["shards"])]
+    work_dir.mkdir(parents=True, exist_ok=True)
+    bounds: list[tuple[int, int]] = []
+    while (work_dir / _docs_file(len(bounds))).is_file():
+        rows = pq.ParquetFile(work_dir / _docs_file(len(bounds))).metadata.num_rows
+        start = bounds[-1][1] if bounds else 0
+        bounds.append((start, start + rows))
+    skipped = bounds[-1][1] if bounds else 0
+    if skipped:
+        print(f"[prepare-corpus] resuming after {skipped} documents", file=sys.stderr, flush=True)
+    stream = itertools.islice(documents(path, fmt, cfg), skipped, None)
+    for batch in _batches(stream, cfg.shard_documents):
+        start = bounds[-1][1] if bounds else 0
+        with atomic_file(work_dir / _docs_file(len(bounds))) as tmp:
+            write_parquet(pa.table({"text": batch}, schema=DOCS_SCHEMA), tmp)
+        bounds.append((start, start + len(batch)))
+        print(f"[prepare-corpus] {bounds[-1][1]} documents read", file=sys.stderr, flush=True)
+    if not bounds:
+        raise InputError(f"{path}: no documents left after cleaning (format {fmt}, min_chars={cfg.min_chars})")
+    write_json(done, {"shards": bounds})
+    return [Shard(i, a, b) for i, (a, b) in enumerate(bounds)]
+
+
+def _docs_file(index: int) -> str:
+    return f"docs-{index:05d}.parquet"
+
+
+def tokenize_shard(job: ShardJob, shard: Shard) -> tuple[pa.Table, dict]:
+    """One document shard -> packed ``[CLS] ... [SEP]`` sequences; ``doc_id`` counts from the
+    shard's first document, so ids are global and independent of the shard layout."""
+    backbone, cfg = job.context
+    tok = load_tokenizer(backbone.model)
+    texts = pq.read_table(job.work_dir / _docs_file(shard.index)).column("text").to_pylist()
+    ids, doc_ids, tokens = [], [], 0
+    for offset in range(0, len(texts), TOKENIZE_BATCH):
+        # verbose=False: documents longer than the model's 512 are expected; we cut them.
+        encoded = tok(texts[offset:offset + TOKENIZE_BATCH], add_special_tokens=False, verbose=False)["input_ids"]
+        for n, pieces in enumerate(encoded):
+            for seq in pack(pieces, cfg.max_seq_len, tok.cls_token_id, tok.sep_token_id):
+                ids.append(seq)
+                doc_ids.append(shard.start + offset + n)
+                tokens += len(seq)
+    return pa.table({"input_ids": ids, "doc_id": doc_ids}, schema=SCHEMA), {"documents": len(texts), "tokens": tokens}
+
+
+def _source(cfg: CorpusConfig) -> tuple[Path, str]:
     path = resolve(cfg.source, "corpus.source")
     fmt = detect_format(path) if cfg.format == "auto" else cfg.format
     if fmt not in READERS:
         raise InputError(f"{path}: unknown corpus format {fmt!r}; known: {', '.join(READERS)}")
     if path.is_dir() and fmt != "text":
         raise InputError(f"{path}: a folder is only accepted with format 'text', not {fmt!r}")
-    tok = load_tokenizer(backbone.model)
+    return path, fmt
+
+
+def plan(backbone: BackboneConfig, cfg: CorpusConfig, **_paths) -> ShardJob:
+    """Read the source into document shards (sequential, streaming); return the tokenising job."""
+    path, fmt = _source(cfg)
+    load_tokenizer(backbone.model)  # a bad backbone fails before any work
+    fingerprint = (cfg.model_dump(exclude={"workers"}), source_sha256(path), backbone.model)
+    work_dir = checkpoint_dir("prepare-corpus", fingerprint)
+    return ShardJob(
+        compute="tinybert.data.corpus:tokenize_shard",
+        context=(backbone, cfg),
+        work_dir=work_dir,
+        shards=tuple(split_documents(path, fmt, cfg, work_dir)),
+    )
+
+
+def publish(backbone: BackboneConfig, cfg: CorpusConfig, job: ShardJob, results: list[dict], out_dir: Path) -> dict:
+    path, fmt = _source(cfg)
+    tokens = sum(r["tokens"] for r in results)
+    if tokens == 0:
+        raise InputError(f"{path}: no documents left after cleaning (format {fmt}, min_chars={cfg.min_chars})")
     metadata = {
         "source": cfg.source,  # as given, not resolved: the manifest must not depend on the machine
         "source_sha256": source_sha256(path),
         "format": fmt,
         "max_seq_len": cfg.max_seq_len,
         "tokenizer": backbone.model,
+        "documents": sum(r["documents"] for r in results),
+        "tokens": tokens,
     }
-    n_docs = n_tokens = 0
-    with atomic_dir(out_dir) as tmp:
-        writer = ShardWriter(tmp, SCHEMA, cfg.shard_rows, metadata)
-        with tqdm(desc=f"corpus {path.name}", unit="doc", file=sys.stderr, mininterval=1.0) as progress:
-            for batch in _batches(documents(path, fmt, cfg), TOKENIZE_BATCH):
-                # verbose=False: documents longer than the model's 512 are expected; we cut them.
-                encoded = tok(batch, add_special_tokens=False, verbose=False)["input_ids"]
-                for pieces in encoded:
-                    for seq in pack(pieces, cfg.max_seq_len, tok.cls_token_id, tok.sep_token_id):
-                        writer.add({"input_ids": seq, "doc_id": n_docs})
-                        n_tokens += len(seq)
-                    n_docs += 1
-                progress.update(len(batch))
-        if n_tokens == 0:
-            raise InputError(
-                f"{path}: no documents left after cleaning (format {fmt}, min_chars={cfg.min_chars})"
-            )
-        writer.metadata.update(documents=n_docs, tokens=n_tokens)
-        writer.close()
+    return publish_shards(job, out_dir, results, SCHEMA, metadata)
+
+
+def run(backbone: BackboneConfig, cfg: CorpusConfig, *, out_dir: Path) -> None:
+    """Write the packed corpus to ``out_dir`` (atomically); raise InputError on bad input.
+
+    Resumable at two levels: documents already split into shards are not read again into
+    files, and token shards already written are not recomputed."""
+    job = plan(backbone, cfg)
+    progress = Progress("prepare-corpus", len(job.shards), sum(s.stop - s.start for s in job.shards), "documents")
+    results = run_shards(job, cfg.workers, progress, lambda shard: shard.stop - shard.start)
+    publish(backbone, cfg, job, results, out_dir)
