@@ -9,8 +9,8 @@ N_a=4, one run measures sentences per second of:
 2. the same baseline under inference mode;
 3. the fast path (tinybert.augment): MLM inputs batched across sentences and positions under
    inference mode, the head only at masked positions, GloVe top-K batched and cached per word;
-and checks that all three write the same sentences. Then the peak memory of the augment stage
-(a subprocess each) at two dataset sizes.
+and checks that all three write the same sentences. Then the augment stage itself (a subprocess
+each): peak memory at two dataset sizes, and the time with 1 and with 2 local worker processes.
 
     python benchmarks/augment.py [--sentences 48] [--memory-sizes 500 2000]
 """
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -61,21 +60,26 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - began
 
 
-def peak_memory_of_stage(rows: int, mlm: Path, task: Path) -> float:
-    """Peak RSS (MB) of one augment-stage process over the first ``rows`` training rows."""
+def run_stage(rows: int, mlm: Path, task: Path, workers: int = 1, shard_rows: int = 4096) -> tuple[float, float, int]:
+    """(seconds, peak RSS in MB, sentences) of one augment-stage process over the first ``rows``
+    training rows. Peak RSS is that of the largest process (the parent, or one worker)."""
     with tempfile.TemporaryDirectory() as tmp:
         code = (
-            "import sys; from pathlib import Path; from tinybert.augment import stage; "
+            "import os, resource, sys; from pathlib import Path; from tinybert.augment import stage; "
             "from tinybert.config import AugmentConfig, BackboneConfig; "
-            f"stage.run(BackboneConfig(), AugmentConfig(n_aug={N_AUG}, k={K}, max_examples={rows}), "
-            f"task_dir=Path({str(task)!r}), mlm_dir=Path({str(mlm)!r}), out_dir=Path({tmp!r}) / 'out')"
+            f"os.environ['TINYBERT_CHECKPOINTS'] = {tmp!r}; "
+            f"stage.run(BackboneConfig(), AugmentConfig(n_aug={N_AUG}, k={K}, max_examples={rows}, workers={workers}, "
+            f"shard_rows={shard_rows}), task_dir=Path({str(task)!r}), mlm_dir=Path({str(mlm)!r}), "
+            f"out_dir=Path({tmp!r}) / 'out'); "
+            "print(max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
+            "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))"
         )
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        subprocess.run([sys.executable, "-c", code], check=True, stderr=subprocess.DEVNULL)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        began = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", code], check=True, stderr=subprocess.DEVNULL,
+                              capture_output=False, stdout=subprocess.PIPE, text=True)
+        seconds = time.perf_counter() - began
         manifest = json.loads((Path(tmp) / "out" / "manifest.json").read_text())
-    # ru_maxrss of children is the largest child so far: run the sizes smallest first.
-    return max(before, after) / 1024, manifest["source_sentences"]
+    return seconds, int(done.stdout.split()[-1]) / 1024, manifest["source_sentences"]
 
 
 def main() -> None:
@@ -85,6 +89,8 @@ def main() -> None:
     parser.add_argument("--task", type=Path, default=ROOT / "data/task")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=[500, 2000])
+    parser.add_argument("--shard-rows", type=int, default=250)
+    parser.add_argument("--worker-rows", type=int, default=500, help="rows for the 1- vs 2-worker timing")
     args = parser.parse_args()
     from transformers.utils import logging as hf_logging
 
@@ -110,8 +116,13 @@ def main() -> None:
     print("same augmented sentences from all three: yes")
 
     for rows in sorted(args.memory_sizes):
-        peak, sentences = peak_memory_of_stage(rows, args.mlm, args.task)
-        print(f"augment stage, {rows:6d} rows augmented ({sentences} sentences): peak RSS {peak:7.0f} MB")
+        seconds, peak, sentences = run_stage(rows, args.mlm, args.task, shard_rows=args.shard_rows)
+        print(f"augment stage, {sentences:6d} sentences: peak RSS {peak:7.0f} MB ({seconds:.0f} s, shards of {args.shard_rows})")
+
+    rows = args.worker_rows
+    one, _, sentences = run_stage(rows, args.mlm, args.task, workers=1, shard_rows=args.shard_rows)
+    two, _, _ = run_stage(rows, args.mlm, args.task, workers=2, shard_rows=args.shard_rows)
+    print(f"augment stage, {sentences} sentences: 1 worker {one:.0f} s, 2 workers {two:.0f} s: {one / two:.2f}x")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,10 @@ def flow_repo(tmp_path_factory, built_repo):
 def test_flow_runs_every_stage_and_dvc_status_is_clean_afterwards(flow_repo):
     log = (flow_repo.parent / "flow.log").read_text()
     for stage in STAGES:
-        assert f"Task run '{stage.name}' - Finished in state Completed" in log
+        if stage.sharded:  # a sub-flow whose shards are mapped tasks
+            assert f"[{stage.name}] shards " in log and "Task run 'shard-0' - Finished in state Completed" in log
+        else:
+            assert f"Task run '{stage.name}' - Finished in state Completed" in log
     assert "up to date" in run(flow_repo, "dvc", "status").stdout
 
 
@@ -50,4 +53,8 @@ def test_flow_run_again_skips_every_stage_as_up_to_date(flow_repo):
     result = run(flow_repo, "python", "-m", "flows.pipeline")
     log = result.stdout + result.stderr
     for stage in STAGES:
-        assert f"Task run '{stage.name}' - Finished in state Cached" in log
+        if stage.sharded:
+            assert f"stage {stage.name} is up to date (dvc status): skipped" in log
+        else:
+            assert f"Task run '{stage.name}' - Finished in state Cached" in log
+    assert "shard-0" not in log
