@@ -9,9 +9,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from tests.training_helpers import fit
 from tinybert.config import TrainSchedule
 from tinybert.runtime import Runtime
-from tinybert.training import BatchSource, train
+from tinybert.training import BatchSource
 
 # Even batches, no dropout: two processes averaging their half-batch gradients take exactly
 # the steps one process takes on the whole batch.
@@ -27,15 +28,7 @@ def _problem():
 
 
 def _train(model, source, checkpoint_to, schedule=SCHEDULE):
-    return train(
-        name="t",
-        modules={"model": model},
-        param_groups=[{"params": list(model.parameters())}],
-        loss_fn=lambda b, step: (torch.nn.functional.mse_loss(model(b["x"]), b["y"]), {}),
-        batches=source,
-        schedule=schedule,
-        checkpoint_to=checkpoint_to,
-    )
+    return fit(model, source, checkpoint_to, schedule)
 
 
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from tests.training_helpers import fit
 from tinybert.config import TrainSchedule
-from tinybert.training import INTERRUPT_ENV, BatchSource, SimulatedInterruption, total_steps, train, write_log
+from tinybert.training import INTERRUPT_ENV, BatchSource, SimulatedInterruption, total_steps, write_log
 
 
 def _setup():
@@ -16,16 +17,7 @@ def _setup():
 
 def _run(checkpoint_to, schedule):
     model, source = _setup()
-    log = train(
-        name="t",
-        modules={"model": model},
-        param_groups=[{"params": list(model.parameters())}],
-        loss_fn=lambda b, step: (torch.nn.functional.mse_loss(model(b["x"]), b["y"]), {}),
-        batches=source,
-        schedule=schedule,
-        checkpoint_to=checkpoint_to,
-    )
-    return model, log
+    return model, fit(model, source, checkpoint_to, schedule)
 
 
 SCHEDULE = TrainSchedule(epochs=2, batch_size=6, lr=0.05, checkpoint_every=2, log_every=1)

@@ -14,6 +14,7 @@ mapped over any task runner (``flows/``), through the same :func:`compute_shard`
 from __future__ import annotations
 
 import concurrent.futures
+import importlib
 import multiprocessing
 import os
 import shutil
@@ -25,7 +26,7 @@ from typing import Callable, Iterable
 
 import pyarrow as pa
 
-from tinybert.io import MANIFEST, atomic_dir, atomic_file, file_sha256, write_json, write_parquet
+from tinybert.io import MANIFEST, atomic_dir, atomic_file, file_sha256, read_json, write_json, write_parquet
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,8 @@ def compute_shard(job: ShardJob, shard: Shard) -> dict:
     """Compute one shard unless it is already done; return its row count and stats."""
     stats_path = job.work_dir / f"{shard.file}.json"
     if job.done(shard) and stats_path.is_file():
-        from tinybert.io import read_json
-
         return read_json(stats_path)
     module, name = job.compute.split(":")
-    import importlib
-
     table, stats = getattr(importlib.import_module(module), name)(job, shard)
     job.work_dir.mkdir(parents=True, exist_ok=True)
     # Stats first: a shard file without its stats is recomputed, never half-trusted.

@@ -184,8 +184,9 @@ def augment_shard(job: ShardJob, shard: Shard) -> tuple[pa.Table, dict]:
 def plan(backbone: BackboneConfig, cfg: AugmentConfig, *, task_dir: Path, mlm_dir: Path, **_outs) -> ShardJob:
     """Check the inputs and split the training set into shards of ``cfg.shard_rows`` rows."""
     table = read_train(task_dir)
-    load_mlm(mlm_dir)  # a bad MLM folder fails here, before any worker starts
-    load_glove(cfg.glove, cfg.glove_limit)
+    # A bad MLM folder or GloVe file fails here, before any worker starts; shards computed in
+    # this process then reuse the loaded models.
+    _models(cfg, mlm_dir)
     fingerprint = (cfg.model_dump(exclude={"workers", "batch_size"}), file_sha256(Path(task_dir) / "train.parquet"),
                    _folder_digest(mlm_dir))
     return ShardJob(

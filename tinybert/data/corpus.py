@@ -23,6 +23,7 @@ import itertools
 import json
 import re
 import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -35,8 +36,6 @@ from tinybert.errors import InputError
 from tinybert.io import atomic_file, file_sha256, read_json, write_json, write_parquet
 from tinybert.sharding import Progress, Shard, ShardJob, publish_shards, run_shards
 from tinybert.training import checkpoint_dir
-
-# Must be set before transformers is first imported (it is imported lazily below).
 
 SCHEMA = pa.schema([("input_ids", pa.list_(pa.int32())), ("doc_id", pa.int64())])
 MANIFEST_KEYS = ("source", "source_sha256", "format", "documents", "tokens", "max_seq_len", "tokenizer")
@@ -182,6 +181,7 @@ def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
         yield batch
 
 
+@lru_cache(maxsize=2)  # every shard of a run uses the same tokenizer: load it once per process
 def load_tokenizer(model: str):
     from tinybert.models import load_tokenizer as load_model_tokenizer
 
