@@ -1,4 +1,4 @@
-"""Atomic artifact writing, parquet shards with manifests, small JSON helpers.
+"""Atomic artifact writing, parquet files and sharded folders with manifests, small JSON helpers.
 
 Every stage writes its outputs through :func:`atomic_dir` or :func:`atomic_file`, so an
 interrupted or failed stage never leaves a half-written artifact where DVC or the next
@@ -73,54 +73,29 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def write_parquet(table: pa.Table, path: str | os.PathLike) -> None:
-    # Fixed writer options keep the bytes identical across runs for the same rows.
-    pq.write_table(table, path, compression="zstd", write_statistics=False)
+def write_parquet(table: pa.Table, path: str | os.PathLike, row_group_rows: int | None = None) -> None:
+    """Write ``table`` with fixed options, so the same rows give the same bytes on every run.
 
-
-class ShardWriter:
-    """Buffers rows and writes them as numbered parquet shards of ``shard_rows`` rows.
-
-    ``close()`` writes the manifest (shards, row counts, sha256 checksums, schema and any
-    extra metadata). Use inside :func:`atomic_dir` so the folder appears only when complete.
+    ``row_group_rows`` bounds the rows per row group; :func:`read_rows` then reads a row range
+    without decoding the rest of the file.
     """
+    pq.write_table(table, path, compression="zstd", write_statistics=False, row_group_size=row_group_rows)
 
-    def __init__(self, folder: Path, schema: pa.Schema, shard_rows: int, metadata: dict | None = None):
-        if shard_rows < 1:
-            raise ValueError(f"shard_rows must be >= 1, got {shard_rows}")
-        self.folder = Path(folder)
-        self.schema = schema
-        self.shard_rows = shard_rows
-        self.metadata = dict(metadata or {})
-        self._buffer: dict[str, list] = {name: [] for name in schema.names}
-        self._shards: list[dict] = []
 
-    def add(self, row: dict) -> None:
-        for name in self.schema.names:
-            self._buffer[name].append(row[name])
-        if len(self._buffer[self.schema.names[0]]) >= self.shard_rows:
-            self._flush()
-
-    def _flush(self) -> None:
-        n = len(self._buffer[self.schema.names[0]])
-        if n == 0:
-            return
-        name = f"shard-{len(self._shards):05d}.parquet"
-        table = pa.table(self._buffer, schema=self.schema)
-        write_parquet(table, self.folder / name)
-        self._shards.append({"file": name, "rows": n, "sha256": file_sha256(self.folder / name)})
-        self._buffer = {key: [] for key in self.schema.names}
-
-    def close(self) -> dict:
-        self._flush()
-        manifest = {
-            "shards": self._shards,
-            "rows": sum(s["rows"] for s in self._shards),
-            "columns": self.schema.names,
-            **self.metadata,
-        }
-        write_json(self.folder / MANIFEST, manifest)
-        return manifest
+def read_rows(path: str | os.PathLike, start: int, stop: int, columns: list[str] | None = None) -> pa.Table:
+    """Rows ``start:stop`` of a parquet file, decoding only the row groups that hold them."""
+    parquet = pq.ParquetFile(path)
+    groups, first_row, offset = [], None, 0
+    for index in range(parquet.metadata.num_row_groups):
+        rows = parquet.metadata.row_group(index).num_rows
+        if offset < stop and offset + rows > start:
+            groups.append(index)
+            first_row = offset if first_row is None else first_row
+        offset += rows
+    if not groups:
+        return parquet.schema_arrow.empty_table().select(columns) if columns else parquet.schema_arrow.empty_table()
+    table = parquet.read_row_groups(groups, columns=columns)
+    return table.slice(start - first_row, stop - start)
 
 
 def read_manifest(folder: str | os.PathLike) -> dict:

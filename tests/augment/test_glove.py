@@ -48,10 +48,23 @@ def test_each_distinct_word_is_searched_once(tiny_kv, monkeypatch):
     glove = GloveNeighbours(tiny_kv, k=2, batch_size=2)
     calls = []
     real = glove._search
-    monkeypatch.setattr(glove, "_search", lambda batch: (calls.append(list(batch)), real(batch)))
+    monkeypatch.setattr(glove, "_search", lambda batch: calls.append(list(batch)) or real(batch))
     glove.neighbours(["cat", "Cat", "car", "cat", "zyxqv"])
     glove.neighbours(["cat", "car"])
     assert calls == [["car", "cat"]]
+
+
+def test_cache_keeps_the_most_recently_used_words_up_to_its_size(tiny_kv, monkeypatch):
+    glove = GloveNeighbours(tiny_kv, k=2, cache_words=2)
+    uncapped = GloveNeighbours(tiny_kv, k=2)
+    calls = []
+    real = glove._search
+    monkeypatch.setattr(glove, "_search", lambda batch: calls.append(list(batch)) or real(batch))
+    for words in (["cat", "dog"], ["cat"], ["car"], ["cat"], ["dog"]):
+        assert glove.neighbours(words) == uncapped.neighbours(words)
+    # "cat" stayed cached because it was used again before "car" came in; "dog" was evicted.
+    assert calls == [["cat", "dog"], ["car"], ["dog"]]
+    assert len(glove._cache) == 2
 
 
 def test_batched_search_matches_one_word_at_a_time(tiny_kv):

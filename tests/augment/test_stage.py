@@ -142,6 +142,30 @@ def test_output_does_not_depend_on_chunking(tmp_path, glove_file, mlm_dir, monke
     assert whole.num_rows > len(rows)
 
 
+def test_a_shard_decodes_only_the_row_groups_holding_its_rows(tmp_path, glove_file, mlm_dir, monkeypatch):
+    rows = [(f"the cat number {i}", None, float(i % 2), i) for i in range(10)]
+    task = write_task(tmp_path / "task", rows)
+    pq.write_table(pq.read_table(task / "train.parquet"), task / "train.parquet", row_group_size=2)
+    read = []
+    real = pq.ParquetFile.read_row_groups
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups",
+                        lambda self, groups, **kw: read.append(list(groups)) or real(self, groups, **kw))
+    cfg = AugmentConfig(glove=glove_file, k=1, p_t=1.0, n_aug=2, shard_rows=3)
+    stage.run(BACKBONE, cfg, task_dir=task, mlm_dir=mlm_dir, out_dir=tmp_path / "out")
+    # shards of 3 rows over row groups of 2: [0,3) [3,6) [6,9) [9,10)
+    assert read == [[0, 1], [1, 2], [3, 4], [4]]
+    assert read_sharded(tmp_path / "out").column("source_id").unique().to_pylist() == list(range(10))
+
+
+def test_null_text_is_an_input_error_naming_the_file(tmp_path, glove_file, mlm_dir):
+    (tmp_path / "task").mkdir()
+    table = pa.table({"text": pa.array(["a cat", None], pa.string()), "label": [1.0, 0.0], "id": [1, 2]})
+    pq.write_table(table, tmp_path / "task" / "train.parquet")
+    with pytest.raises(InputError, match=r"train.parquet: column text has 1 null"):
+        stage.run(BACKBONE, AugmentConfig(glove=glove_file), task_dir=tmp_path / "task", mlm_dir=mlm_dir,
+                  out_dir=tmp_path / "out")
+
+
 def test_missing_training_set_is_an_input_error(tmp_path, glove_file, mlm_dir):
     (tmp_path / "task").mkdir()
     with pytest.raises(InputError, match="train.parquet"):

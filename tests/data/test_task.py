@@ -216,6 +216,14 @@ def test_output_schema_is_id_text_text_b_label(tmp_path):
     ]
 
 
+def test_splits_are_written_in_small_row_groups_so_shards_read_only_their_rows(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], sentiment_rows(3000))
+    build(tmp_path, src, dev_fraction=0.05, test_fraction=0.05)
+    meta = pq.ParquetFile(tmp_path / "task" / "train.parquet").metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert sizes[:-1] == [task.SPLIT_ROW_GROUP_ROWS] * (len(sizes) - 1) and len(sizes) >= 2
+
+
 # ----------------------------------------------------------------------------------- bad inputs
 def test_missing_source_file_names_the_file_and_leaves_no_output(tmp_path):
     fails(tmp_path, tmp_path / "absent.csv", "absent.csv")

@@ -7,6 +7,7 @@ GloVe has no candidates.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -83,35 +84,49 @@ def _has_word2vec_header(path: Path) -> bool:
 
 
 class GloveNeighbours:
-    """K nearest GloVe words by cosine similarity, computed in batches and cached per word."""
+    """K nearest GloVe words by cosine similarity, computed in batches and cached per word.
 
-    def __init__(self, kv: KeyedVectors, k: int, batch_size: int = 256):
+    The cache keeps the ``cache_words`` most recently used words, so memory stays bounded on a
+    corpus with millions of distinct tokens (typos, numbers), while frequent words are searched
+    once.
+    """
+
+    def __init__(self, kv: KeyedVectors, k: int, batch_size: int = 256, cache_words: int = 200_000):
         self.kv = kv
         self.k = k
         self.batch_size = batch_size
+        self.cache_words = cache_words
         vectors = torch.from_numpy(np.ascontiguousarray(kv.vectors, dtype=np.float32))
         self._unit = torch.nn.functional.normalize(vectors, dim=1)
-        self._cache: dict[str, list[str]] = {}  # lower-cased word -> lower-case-source candidates
+        # lower-cased word -> candidates, least recently used first
+        self._cache: OrderedDict[str, list[str]] = OrderedDict()
 
     def neighbours(self, words: list[str]) -> dict[str, list[str]]:
         """Map each distinct word to its K nearest GloVe words ([] when it is not in GloVe)."""
-        todo = sorted({w.lower() for w in words} - self._cache.keys())
+        wanted = {w.lower() for w in words}
+        found: dict[str, list[str]] = {}
+        for w in wanted & self._cache.keys():
+            self._cache.move_to_end(w)
+            found[w] = self._cache[w]
+        todo = sorted(wanted - found.keys())
         known = [w for w in todo if w in self.kv.key_to_index]
-        for w in todo:
-            if w not in self.kv.key_to_index:
-                self._cache[w] = []
+        found.update((w, []) for w in todo if w not in self.kv.key_to_index)
         for start in range(0, len(known), self.batch_size):
-            self._search(known[start : start + self.batch_size])
+            found.update(self._search(known[start : start + self.batch_size]))
+        for w in todo:
+            self._cache[w] = found[w]
+        while len(self._cache) > self.cache_words:
+            self._cache.popitem(last=False)
         out = {}
         for w in words:
-            found = self._cache[w.lower()]
-            out[w] = [c.title() for c in found] if w.istitle() else list(found)
+            candidates = found[w.lower()]
+            out[w] = [c.title() for c in candidates] if w.istitle() else list(candidates)
         return out
 
-    def _search(self, batch: list[str]) -> None:
+    def _search(self, batch: list[str]) -> dict[str, list[str]]:
         rows = torch.tensor([self.kv.key_to_index[w] for w in batch], dtype=torch.long)
         scores = self._unit[rows] @ self._unit.T
         # k+1 so that k remain once the word's own row (excluded by index, not by score) is dropped.
         top = torch.topk(scores, min(self.k + 1, scores.shape[1]), dim=1).indices.tolist()
-        for word, row, ids in zip(batch, rows.tolist(), top):
-            self._cache[word] = [self.kv.index_to_key[i] for i in ids if i != row][: self.k]
+        return {word: [self.kv.index_to_key[i] for i in ids if i != row][: self.k]
+                for word, row, ids in zip(batch, rows.tolist(), top)}

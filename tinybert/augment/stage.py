@@ -29,7 +29,7 @@ from tinybert.augment.mlm import MlmCandidates
 from tinybert.augment.words import basic_words, load_stopwords
 from tinybert.config import AugmentConfig, BackboneConfig
 from tinybert.errors import InputError
-from tinybert.io import file_sha256
+from tinybert.io import file_sha256, read_rows
 from tinybert.sharding import Progress, Shard, ShardJob, plan_shards, publish_shards, run_shards
 from tinybert.training import checkpoint_dir
 
@@ -52,25 +52,30 @@ MANIFEST_KEYS = (
 CHUNK_EXAMPLES = 128
 
 
-def read_train(task_dir: Path) -> pa.Table:
+def check_train(task_dir: Path) -> int:
+    """The training set's row count, after checking its columns and text; reads one column, one
+    row group at a time, so memory does not grow with the set."""
     path = Path(task_dir) / "train.parquet"
     if not path.is_file():
         raise InputError(f"{path}: training set not found; run the task stage first")
     try:
-        table = pq.read_table(path)
+        parquet = pq.ParquetFile(path)
     except Exception as err:
         raise InputError(f"{path}: not a readable parquet file: {err}") from None
-    missing = [c for c in ("text", "label", "id") if c not in table.column_names]
+    schema = parquet.schema_arrow
+    missing = [c for c in ("text", "label", "id") if c not in schema.names]
     if missing:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; has {', '.join(table.column_names)}")
-    label_type = table.schema.field("label").type
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; has {', '.join(schema.names)}")
+    label_type = schema.field("label").type
     if not (pa.types.is_floating(label_type) or pa.types.is_integer(label_type)):
         raise InputError(f"{path}: column label must be numeric (float64), got {label_type}")
-    if table.num_rows == 0:
+    if parquet.metadata.num_rows == 0:
         raise InputError(f"{path}: no rows to augment")
-    if table.column("text").null_count:
-        raise InputError(f"{path}: column text has {table.column('text').null_count} null value(s)")
-    return table
+    nulls = sum(parquet.read_row_group(i, columns=["text"]).column("text").null_count
+                for i in range(parquet.metadata.num_row_groups))
+    if nulls:
+        raise InputError(f"{path}: column text has {nulls} null value(s)")
+    return parquet.metadata.num_rows
 
 
 def load_mlm(mlm_dir: Path):
@@ -139,7 +144,7 @@ def augment_shard(job: ShardJob, shard: Shard) -> tuple[pa.Table, dict]:
     rows, the models and the seed (each example's generator comes from (seed, id))."""
     cfg, task_dir, mlm_dir = job.context
     models = _models(cfg, mlm_dir)
-    table = pq.read_table(Path(task_dir) / "train.parquet").slice(shard.start, shard.stop - shard.start)
+    table = read_rows(Path(task_dir) / "train.parquet", shard.start, shard.stop)
     texts = table.column("text").to_pylist()
     texts_b = table.column("text_b").to_pylist() if "text_b" in table.column_names else [None] * len(texts)
     labels = table.column("label").cast(pa.float64()).to_pylist()
@@ -183,7 +188,7 @@ def augment_shard(job: ShardJob, shard: Shard) -> tuple[pa.Table, dict]:
 
 def plan(backbone: BackboneConfig, cfg: AugmentConfig, *, task_dir: Path, mlm_dir: Path, **_outs) -> ShardJob:
     """Check the inputs and split the training set into shards of ``cfg.shard_rows`` rows."""
-    table = read_train(task_dir)
+    num_rows = check_train(task_dir)
     # A bad MLM folder or GloVe file fails here, before any worker starts; shards computed in
     # this process then reuse the loaded models.
     _models(cfg, mlm_dir)
@@ -193,7 +198,7 @@ def plan(backbone: BackboneConfig, cfg: AugmentConfig, *, task_dir: Path, mlm_di
         compute="tinybert.augment.stage:augment_shard",
         context=(cfg, Path(task_dir), Path(mlm_dir)),
         work_dir=checkpoint_dir("augment", fingerprint),
-        shards=tuple(plan_shards(table.num_rows, cfg.shard_rows)),
+        shards=tuple(plan_shards(num_rows, cfg.shard_rows)),
     )
 
 

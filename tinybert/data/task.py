@@ -29,6 +29,9 @@ from tinybert.io import atomic_dir, file_sha256, write_json, write_parquet
 
 SCHEMA = pa.schema([("id", pa.int64()), ("text", pa.string()), ("text_b", pa.string()), ("label", pa.float64())])
 SPLITS = ("train", "dev", "test")
+# Later stages read a split's rows range by range (augment shards): small row groups let them
+# decode only their range instead of the whole split.
+SPLIT_ROW_GROUP_ROWS = 1024
 MOVIE_REVIEWS_HEADER = "id\tsentiment\ttext"
 MOVIE_REVIEWS_LABELS = ["negative", "positive"]
 METRICS = {"classification": ("accuracy", "mcc"), "regression": ("pearson",)}
@@ -292,7 +295,7 @@ def _write(cfg: TaskConfig, out_dir: Path, path: Path, names, parts: dict[str, t
     }
     with atomic_dir(out_dir) as tmp:
         for name, (examples, positions) in parts.items():
-            write_parquet(_table(examples, positions), tmp / f"{name}.parquet")
+            write_parquet(_table(examples, positions), tmp / f"{name}.parquet", row_group_rows=SPLIT_ROW_GROUP_ROWS)
         write_json(tmp / "labels.json", info)
 
 
