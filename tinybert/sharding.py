@@ -101,6 +101,27 @@ class Progress:
               file=sys.stderr, flush=True)
 
 
+class ShardProgress:
+    """Progress inside one shard, on stderr, at most every ``every`` seconds: a shard of a slow
+    stage (augment) can take minutes, and the stage-level line only moves when one finishes.
+    Written by the process computing the shard, so it works the same in a worker."""
+
+    def __init__(self, name: str, shard: Shard, total: int, unit: str, every: float = 15.0):
+        self.name, self.shard, self.total, self.unit, self.every = name, shard, total, unit, every
+        self.done, self.began = 0, time.monotonic()
+        self.last = self.began
+
+    def advance(self, units: int) -> None:
+        self.done += units
+        now = time.monotonic()
+        if now - self.last < self.every or self.done >= self.total:
+            return
+        self.last = now
+        rate = self.done / max(now - self.began, 1e-9)
+        print(f"[{self.name}] shard {self.shard.index} (rows {self.shard.start}-{self.shard.stop}): "
+              f"{self.done}/{self.total} {self.unit}, {rate:.1f} {self.unit}/s", file=sys.stderr, flush=True)
+
+
 def run_shards(job: ShardJob, workers: int, progress: Progress, units: Callable[[Shard], int]) -> list[dict]:
     """Compute every shard of ``job`` with ``workers`` local processes (1: in this process)."""
     results: dict[int, dict] = {}

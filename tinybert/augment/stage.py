@@ -30,7 +30,9 @@ from tinybert.augment.words import basic_words, load_stopwords
 from tinybert.config import AugmentConfig, BackboneConfig
 from tinybert.errors import InputError
 from tinybert.io import file_sha256, read_rows
-from tinybert.sharding import Progress, Shard, ShardJob, plan_shards, publish_shards, run_shards
+from tinybert.sharding import (
+    Progress, Shard, ShardJob, ShardProgress, plan_shards, publish_shards, run_shards,
+)
 from tinybert.training import checkpoint_dir
 
 
@@ -159,6 +161,7 @@ def augment_shard(job: ShardJob, shard: Shard) -> tuple[pa.Table, dict]:
             columns[name].append(value)
 
     stats: Counter = Counter()
+    progress = ShardProgress("augment", shard, limit, "examples")
     for start in range(0, limit, CHUNK_EXAMPLES):
         rows = range(start, min(start + CHUNK_EXAMPLES, limit))
         sentences, owners = [], []  # [text, text_b?] per example, in order
@@ -177,6 +180,7 @@ def augment_shard(job: ShardJob, shard: Shard) -> tuple[pa.Table, dict]:
         for r in rows:
             for v, (text, text_b, is_original) in enumerate(example_rows(texts[r], texts_b[r], variants[r, 0], variants.get((r, 1)))):
                 add(r, v, text, text_b, is_original)
+        progress.advance(len(rows))
     for r in range(limit, len(texts)):
         add(r, 0, texts[r], texts_b[r], True)
     sentences = limit + sum(b is not None for b in texts_b[:limit])
