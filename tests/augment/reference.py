@@ -23,8 +23,11 @@ from tinybert.augment.words import basic_words
 
 
 class ReferenceAugmenter:
-    def __init__(self, model, tokenizer, kv, *, k: int, p_t: float, n_aug: int, stopwords, inference: bool = False):
-        self.model = model.eval()
+    def __init__(self, model, tokenizer, kv, *, k: int, p_t: float, n_aug: int, stopwords, inference: bool = False,
+                 device: str = "cpu"):
+        # The reference moves the model to the GPU when there is one, as the benchmark does.
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.k, self.p_t, self.n_aug = k, p_t, n_aug
         self.stopwords = stopwords
@@ -60,8 +63,8 @@ class ReferenceAugmenter:
         first = len(pieces) + 2
         segments = [0] * first + [1] * (len(tokens) - first)
         tokens, segments = tokens[:512], segments[:512]
-        ids = torch.tensor([self.tokenizer.convert_tokens_to_ids(tokens)])
-        types = torch.tensor([segments])
+        ids = torch.tensor([self.tokenizer.convert_tokens_to_ids(tokens)], device=self.device)
+        types = torch.tensor([segments], device=self.device)
         guard = torch.inference_mode() if self.inference else contextlib.nullcontext()
         with guard:
             logits = self.model(input_ids=ids, token_type_ids=types).logits  # every position
