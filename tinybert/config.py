@@ -91,6 +91,9 @@ class AugmentConfig(Section):
         None, ge=1, description="augment only the first N training rows; the rest are kept as originals"
     )
     batch_size: int = Field(64, ge=1, description="MLM inputs per forward")
+    batch_tokens: int = Field(
+        16384, ge=512, description="at most this many padded tokens per MLM forward (bounds memory on long inputs)"
+    )
     shard_rows: int = Field(4096, ge=1, description="training rows per shard (unit of resume and of parallel work)")
     workers: int = Field(1, ge=1, description="local processes augmenting shards in parallel")
 

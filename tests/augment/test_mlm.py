@@ -115,3 +115,18 @@ def test_single_piece_pushed_past_512_keeps_no_candidates(tokenizer):
     mlm = MlmCandidates(make_mlm(tokenizer), tokenizer, k=3, batch_size=64)
     (found,) = mlm.candidates([words], [[0, 510, 511]])
     assert found[511] == [] and len(found[510]) > 0 and len(found[0]) > 0
+
+
+def test_token_budget_caps_padded_tokens_per_forward_without_changing_candidates(tokenizer):
+    model = make_mlm(tokenizer)
+    sentences = [basic_words(tokenizer, s) for s in SENTENCES]
+    targets = [list(range(len(words))) for words in sentences]
+    capped = MlmCandidates(model, tokenizer, k=15, batch_size=64, batch_tokens=64)
+    shapes = []
+    original = capped._predict
+    capped._predict = lambda batch: shapes.append((len(batch), max(len(r[2]) for r in batch))) or original(batch)
+    found = capped.candidates(sentences, targets)
+    assert found == MlmCandidates(model, tokenizer, k=15, batch_size=64).candidates(sentences, targets)
+    assert len(shapes) > 2
+    # Every forward holds at most 64 padded tokens, unless one input alone is longer.
+    assert all(rows * length <= 64 or rows == 1 for rows, length in shapes)

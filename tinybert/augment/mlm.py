@@ -66,11 +66,14 @@ class MlmCandidates:
     """Top-k MLM predictions for single-piece words, batched across sentences."""
 
     def __init__(self, model, tokenizer, k: int, batch_size: int, device: str | torch.device = "cpu",
-                 max_length: int = MAX_LENGTH):
+                 max_length: int = MAX_LENGTH, batch_tokens: int | None = None):
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.k = k
         self.batch_size = batch_size
+        # Activation memory grows with rows x length (attention with rows x length^2): a cap on
+        # padded tokens keeps a batch of 512-token pair inputs as small as one of short sentences.
+        self.batch_tokens = batch_tokens
         self.device = torch.device(device)
         self.max_length = max_length
         self.special = dict(cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, mask_id=tokenizer.mask_token_id)
@@ -105,11 +108,25 @@ class MlmCandidates:
         # Longest first: batches of similar length waste little padding; the order of
         # requests does not change any one request's result.
         requests.sort(key=lambda r: -len(r[2]))
-        for start in range(0, len(requests), self.batch_size):
-            batch = requests[start : start + self.batch_size]
+        for batch in self._batches(requests):
             for (s, w, *_), found in zip(batch, self._predict(batch)):
                 result[s][w] = found
         return result
+
+    def _batches(self, requests: list) -> list[list]:
+        """Consecutive runs of the length-sorted requests: at most ``batch_size`` rows and, with
+        ``batch_tokens``, at most that many padded tokens (a single longer input goes alone)."""
+        batches: list[list] = []
+        for request in requests:
+            current = batches[-1] if batches else None
+            # Sorted longest first, so a batch's first input sets its padded length.
+            fits = current is not None and len(current) < self.batch_size and (
+                self.batch_tokens is None or (len(current) + 1) * len(current[0][2]) <= self.batch_tokens)
+            if fits:
+                current.append(request)
+            else:
+                batches.append([request])
+        return batches
 
     def _predict(self, batch) -> list[list[str]]:
         length = max(len(r[2]) for r in batch)

@@ -121,7 +121,7 @@ _LOADING = threading.Lock()  # shards may run in threads (Prefect); load the mod
 
 
 def _models(cfg: AugmentConfig, mlm_dir: Path) -> _Models:
-    key = (str(mlm_dir), cfg.glove, cfg.glove_limit, cfg.k, cfg.batch_size)
+    key = (str(mlm_dir), cfg.glove, cfg.glove_limit, cfg.k, cfg.batch_size, cfg.batch_tokens)
     with _LOADING:
         return _LOADED[key] if key in _LOADED else _load_models(key, cfg, mlm_dir)
 
@@ -134,7 +134,8 @@ def _load_models(key: tuple, cfg: AugmentConfig, mlm_dir: Path) -> _Models:
     _LOADED.clear()  # one configuration per process
     _LOADED[key] = _Models(
         tokenizer,
-        MlmCandidates(model, tokenizer, k=cfg.k, batch_size=cfg.batch_size, device=device),
+        MlmCandidates(model, tokenizer, k=cfg.k, batch_size=cfg.batch_size, batch_tokens=cfg.batch_tokens,
+                      device=device),
         GloveNeighbours(load_glove(cfg.glove, cfg.glove_limit), k=cfg.k),
         load_stopwords(),
     )
@@ -196,7 +197,7 @@ def plan(backbone: BackboneConfig, cfg: AugmentConfig, *, task_dir: Path, mlm_di
     # A bad MLM folder or GloVe file fails here, before any worker starts; shards computed in
     # this process then reuse the loaded models.
     _models(cfg, mlm_dir)
-    fingerprint = (cfg.model_dump(exclude={"workers", "batch_size"}), file_sha256(Path(task_dir) / "train.parquet"),
+    fingerprint = (cfg.model_dump(exclude={"workers", "batch_size", "batch_tokens"}), file_sha256(Path(task_dir) / "train.parquet"),
                    _folder_digest(mlm_dir))
     return ShardJob(
         compute="tinybert.augment.stage:augment_shard",
