@@ -82,3 +82,11 @@ def test_layer_weights_and_head_fallback_are_validated(tmp_path):
     path.write_text("task_distill:\n  attention_heads: average\n")
     with pytest.raises(InputError, match="task_distill.attention_heads.*'average'"):
         load_params(path)
+
+
+def test_augment_precision_is_fp32_or_bf16_and_token_budget_has_a_floor(tmp_path):
+    assert load_params("params.yaml").augment.precision == "fp32"  # the default is exact Algorithm 1
+    with pytest.raises(InputError, match=r"augment\.precision: .*\(got 'fp16'\)"):
+        load_params(_write(tmp_path, "augment:\n  precision: fp16\n"))
+    with pytest.raises(InputError, match=r"augment\.batch_tokens: .*\(got 100\)"):
+        load_params(_write(tmp_path, "augment:\n  batch_tokens: 100\n"))

@@ -94,6 +94,9 @@ class AugmentConfig(Section):
     batch_tokens: int = Field(
         16384, ge=512, description="at most this many padded tokens per MLM forward (bounds memory on long inputs)"
     )
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="MLM forwards in fp32 (exact Algorithm 1) or bf16 autocast (faster, candidates may differ)"
+    )
     shard_rows: int = Field(4096, ge=1, description="training rows per shard (unit of resume and of parallel work)")
     workers: int = Field(1, ge=1, description="local processes augmenting shards in parallel")
 

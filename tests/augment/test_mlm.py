@@ -130,3 +130,19 @@ def test_token_budget_caps_padded_tokens_per_forward_without_changing_candidates
     assert len(shapes) > 2
     # Every forward holds at most 64 padded tokens, unless one input alone is longer.
     assert all(rows * length <= 64 or rows == 1 for rows, length in shapes)
+
+
+def test_bf16_precision_still_predicts_the_clear_favourites(tokenizer):
+    # bf16 may reorder near-tied scores, never a clear winner: the favourites lead either way.
+    model = make_mlm(tokenizer, {"dog": 100.0, "bird": 90.0})
+    words = basic_words(tokenizer, "the cat sat down")
+    fp32 = MlmCandidates(model, tokenizer, k=4, batch_size=8).candidates([words], [[1, 2]])
+    bf16 = MlmCandidates(model, tokenizer, k=4, batch_size=8, precision="bf16").candidates([words], [[1, 2]])
+    for found in (fp32, bf16):
+        assert found[0][1][:2] == ["dog", "bird"] and found[0][2][:2] == ["dog", "bird"]
+        assert all(len(c) <= 4 for c in found[0].values())
+
+
+def test_unknown_mlm_precision_is_refused(tokenizer):
+    with pytest.raises(ValueError, match="precision"):
+        MlmCandidates(make_mlm(tokenizer), tokenizer, k=3, batch_size=8, precision="fp8")

@@ -45,7 +45,7 @@ SCHEMA = pa.schema([
     ("is_original", pa.bool_()),
 ])
 MANIFEST_KEYS = (
-    "p_t", "n_aug", "k", "seed", "glove", "glove_limit", "max_examples", "backbone", "shard_rows",
+    "p_t", "n_aug", "k", "seed", "glove", "glove_limit", "max_examples", "precision", "backbone", "shard_rows",
     "source_rows", "augmented_rows", "source_sentences", "original_rows", "generated_rows",
     "words_mlm", "words_glove", "words_itself",
 )
@@ -121,7 +121,7 @@ _LOADING = threading.Lock()  # shards may run in threads (Prefect); load the mod
 
 
 def _models(cfg: AugmentConfig, mlm_dir: Path) -> _Models:
-    key = (str(mlm_dir), cfg.glove, cfg.glove_limit, cfg.k, cfg.batch_size, cfg.batch_tokens)
+    key = (str(mlm_dir), cfg.glove, cfg.glove_limit, cfg.k, cfg.batch_size, cfg.batch_tokens, cfg.precision)
     with _LOADING:
         return _LOADED[key] if key in _LOADED else _load_models(key, cfg, mlm_dir)
 
@@ -135,7 +135,7 @@ def _load_models(key: tuple, cfg: AugmentConfig, mlm_dir: Path) -> _Models:
     _LOADED[key] = _Models(
         tokenizer,
         MlmCandidates(model, tokenizer, k=cfg.k, batch_size=cfg.batch_size, batch_tokens=cfg.batch_tokens,
-                      device=device),
+                      device=device, precision=cfg.precision),
         GloveNeighbours(load_glove(cfg.glove, cfg.glove_limit), k=cfg.k),
         load_stopwords(),
     )
@@ -218,7 +218,7 @@ def publish(backbone: BackboneConfig, cfg: AugmentConfig, job: ShardJob, results
     total = lambda key: sum(r[key] for r in results)  # noqa: E731
     metadata = dict(
         p_t=cfg.p_t, n_aug=cfg.n_aug, k=cfg.k, seed=cfg.seed, glove=cfg.glove, glove_limit=cfg.glove_limit,
-        max_examples=cfg.max_examples, backbone=backbone.model, shard_rows=cfg.shard_rows,
+        max_examples=cfg.max_examples, precision=cfg.precision, backbone=backbone.model, shard_rows=cfg.shard_rows,
         source_rows=total("source_rows"), augmented_rows=total("augmented_rows"), source_sentences=total("sentences"),
         original_rows=total("source_rows"), generated_rows=total("rows") - total("source_rows"),
         words_mlm=total("words_mlm"), words_glove=total("words_glove"), words_itself=total("words_itself"),
