@@ -90,3 +90,28 @@ def test_augment_precision_is_fp32_or_bf16_and_token_budget_has_a_floor(tmp_path
         load_params(_write(tmp_path, "augment:\n  precision: fp16\n"))
     with pytest.raises(InputError, match=r"augment\.batch_tokens: .*\(got 100\)"):
         load_params(_write(tmp_path, "augment:\n  batch_tokens: 100\n"))
+
+
+@pytest.mark.parametrize("profile", ["params.yaml", "profiles/tiny.yaml", "profiles/full.yaml"])
+def test_every_profile_sets_every_parameter_dvc_tracks(profile):
+    # DVC refuses to run a stage whose tracked parameter is missing from params.yaml, even
+    # when the code has a default for it.
+    from tinybert.stages import STAGES
+
+    values = yaml.safe_load(open(profile))
+    missing = []
+    for stage in STAGES:
+        for name in stage.params or stage.sections:
+            node = values
+            for part in name.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is None and not _explicit_null(values, name):
+                missing.append(name)
+    assert not missing, f"{profile} lacks {missing}"
+
+
+def _explicit_null(values: dict, dotted: str) -> bool:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        values = values.get(part, {})
+    return last in values
