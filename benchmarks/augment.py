@@ -14,6 +14,7 @@ and checks that all three write the same sentences; then the fast path under bf1
 each): peak memory at two dataset sizes, and the time with 1 and with 2 local worker processes.
 
     python benchmarks/augment.py [--sentences 48] [--memory-sizes 500 2000] [--device auto|cpu|cuda]
+    python benchmarks/augment.py --memory-sizes --worker-rows 0   # the speed figures alone
 """
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=[500, 2000])
     parser.add_argument("--shard-rows", type=int, default=250)
-    parser.add_argument("--worker-rows", type=int, default=500, help="rows for the 1- vs 2-worker timing")
+    parser.add_argument("--worker-rows", type=int, default=500, help="rows for the 1- vs 2-worker timing (0: skip)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="where the MLM runs, for the baseline and the fast path alike (auto: cuda if present)")
     args = parser.parse_args()
@@ -136,6 +137,8 @@ def main() -> None:
         print(f"augment stage, {sentences:6d} sentences: peak RSS {peak:7.0f} MB ({seconds:.0f} s, shards of {args.shard_rows})")
 
     rows = args.worker_rows
+    if rows <= 0:
+        return
     one, _, sentences = run_stage(rows, args.mlm, args.task, workers=1, shard_rows=args.shard_rows)
     two, _, _ = run_stage(rows, args.mlm, args.task, workers=2, shard_rows=args.shard_rows)
     print(f"augment stage, {sentences} sentences: 1 worker {one:.0f} s, 2 workers {two:.0f} s: {one / two:.2f}x")
