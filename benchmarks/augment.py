@@ -112,7 +112,8 @@ def main() -> None:
     print(f"{len(texts)} sentences, K={K}, N_a={N_AUG}, p_t={P_T}, {where}")
 
     if device == "cuda":  # CUDA context and kernels, outside every timing
-        fast_path(model, tokenizer, kv, texts[:2], ids[:2], args.batch_size, device)
+        for precision in ("fp32", "bf16"):
+            fast_path(model, tokenizer, kv, texts[:2], ids[:2], args.batch_size, device, precision)
     baseline, t_base = timed(literal, model, tokenizer, kv, texts, ids, inference=False, device=device)
     inference, t_inf = timed(literal, model, tokenizer, kv, texts, ids, inference=True, device=device)
     (fast, fast_sets), t_fast = timed(fast_path, model, tokenizer, kv, texts, ids, args.batch_size, device)

@@ -99,19 +99,14 @@ def test_every_profile_sets_every_parameter_dvc_tracks(profile):
     from tinybert.stages import STAGES
 
     values = yaml.safe_load(open(profile))
-    missing = []
-    for stage in STAGES:
-        for name in stage.params or stage.sections:
-            node = values
-            for part in name.split("."):
-                node = node.get(part) if isinstance(node, dict) else None
-            if node is None and not _explicit_null(values, name):
-                missing.append(name)
+    missing = [name for stage in STAGES for name in stage.params or stage.sections if not _sets(values, name)]
     assert not missing, f"{profile} lacks {missing}"
 
 
-def _explicit_null(values: dict, dotted: str) -> bool:
-    *parents, last = dotted.split(".")
-    for part in parents:
-        values = values.get(part, {})
-    return last in values
+def _sets(values: dict, dotted: str) -> bool:
+    """True when the YAML mapping has the dotted key, an explicit null included."""
+    for part in dotted.split("."):
+        if not isinstance(values, dict) or part not in values:
+            return False
+        values = values[part]
+    return True
