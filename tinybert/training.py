@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
@@ -118,7 +119,7 @@ def train(
     name: str,
     modules: dict[str, nn.Module],
     param_groups: Sequence[dict],
-    loss_fn: Callable[[dict, int], tuple[torch.Tensor, dict[str, float]]],
+    loss_fn: Callable[[dict, int], tuple[torch.Tensor, dict[str, torch.Tensor | float]]],
     batches: BatchSource,
     schedule: TrainSchedule,
     checkpoint_to: Path,
@@ -160,6 +161,15 @@ def train(
     for module in modules.values():
         module.train()
     began, done_here = time.monotonic(), 0
+    # Each step's loss and parts stay on the device until a log line, a checkpoint or the end
+    # needs them: reading a GPU scalar waits for the GPU, and a wait per loss part every step
+    # stops the CPU from queueing the next kernels while the GPU works.
+    pending: list[tuple[int, float, dict[str, torch.Tensor]]] = []
+
+    def flush() -> None:
+        log.extend(_read_pending(pending, runtime))
+        pending.clear()
+
     for step in range(start, steps):
         batch = {k: v.to(runtime.device) for k, v in batches.batch(schedule, step, runtime).items()}
         with runtime.autocast():
@@ -173,10 +183,13 @@ def train(
         scaler.update()
         scheduler.step()
         done_here += 1
-        parts = {key: runtime.average(value) for key, value in parts.items()}
-        log.append({"step": step + 1, "loss": runtime.average(float(loss.detach())), "lr": scheduler.get_last_lr()[0], **parts})
+        pending.append((step + 1, scheduler.get_last_lr()[0], {"loss": loss.detach(), **parts}))
 
-        if runtime.is_main and ((step + 1) % schedule.log_every == 0 or step + 1 == steps):
+        log_now = (step + 1) % schedule.log_every == 0 or step + 1 == steps
+        checkpoint_now = (step + 1) % schedule.checkpoint_every == 0 and step + 1 < steps
+        if log_now or checkpoint_now or step + 1 == interrupt_at:
+            flush()  # every process takes part: with several, the values are averaged across them
+        if runtime.is_main and log_now:
             per_step = (time.monotonic() - began) / done_here
             print(
                 f"[{name}] step {step + 1}/{steps} loss {log[-1]['loss']:.4f} "
@@ -184,15 +197,34 @@ def train(
                 file=sys.stderr,
                 flush=True,
             )
-        if (step + 1) % schedule.checkpoint_every == 0 and step + 1 < steps and runtime.is_main:
+        if checkpoint_now and runtime.is_main:
             _save_checkpoint(state_path, modules, optimizer, scheduler, step + 1, log)
         if interrupt_at and step + 1 == interrupt_at:
             raise SimulatedInterruption(f"[{name}] simulated interruption after step {interrupt_at}")
+    flush()
     runtime.barrier()
     for module in modules.values():
         # Back on the CPU, where the stages' own evaluation and saving code expects them.
         module.eval().to("cpu")
     return log
+
+
+def _read_pending(pending: list, runtime: Runtime) -> list[dict]:
+    """Log rows of the pending steps, read from the device in one transfer (one all-reduce
+    across processes when there are several)."""
+    if not pending:
+        return []
+    flat = torch.stack([torch.as_tensor(v, device=runtime.device).detach().double()
+                        for _, _, values in pending for v in values.values()])
+    if runtime.world_size > 1:
+        dist.all_reduce(flat)
+        flat /= runtime.world_size
+    numbers = iter(flat.tolist())
+    rows = []
+    for step, lr, values in pending:
+        read = {key: next(numbers) for key in values}
+        rows.append({"step": step, "loss": read.pop("loss"), "lr": lr, **read})
+    return rows
 
 
 def _save_checkpoint(path: Path, modules, optimizer, scheduler, step: int, log: list[dict]) -> None:

@@ -62,15 +62,15 @@ class DistillationObjective(nn.Module):
     def needs_logits(self) -> bool:
         return any(m.feature == "prediction" for m in self.matches)
 
-    def forward(self, student: Features, teacher: Features) -> tuple[torch.Tensor, dict[str, float]]:
+    def forward(self, student: Features, teacher: Features) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         reference = student.logits if student.logits is not None else student.hidden[0]
         total = torch.zeros((), device=reference.device)
-        parts: dict[str, float] = {}
+        parts: dict[str, torch.Tensor] = {}  # detached, left on the device: the loop reads them in one go
         for match in self.matches:
             loss = self._loss(match, student, teacher)
             total = total + match.weight * loss
             key = f"{match.feature}_loss"
-            parts[key] = parts.get(key, 0.0) + float(loss.detach())
+            parts[key] = parts[key] + loss.detach() if key in parts else loss.detach()
         return total, parts
 
     def _loss(self, match: Match, student: Features, teacher: Features) -> torch.Tensor:
