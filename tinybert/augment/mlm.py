@@ -136,26 +136,24 @@ class MlmCandidates:
 
     def _predict(self, batch) -> list[list[str]]:
         length = max(len(r[2]) for r in batch)
-        input_ids = torch.full((len(batch), length), self.pad_id, dtype=torch.long)
-        token_types = torch.zeros((len(batch), length), dtype=torch.long)
-        attention = torch.zeros((len(batch), length), dtype=torch.long)
-        masked = torch.zeros((len(batch), length), dtype=torch.bool)
-        for row, (_, _, ids, types, mask_position) in enumerate(batch):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            token_types[row, : len(types)] = torch.tensor(types)
-            attention[row, : len(ids)] = 1
-            masked[row, mask_position] = True
-        inputs = dict(input_ids=input_ids, attention_mask=attention)
+        # Padded in Python and converted in one call: a tensor per row costs more than the GPU's
+        # whole forward when the batch is on a GPU.
+        input_ids = torch.tensor([r[2] + [self.pad_id] * (length - len(r[2])) for r in batch])
+        inputs = dict(input_ids=input_ids, attention_mask=(torch.arange(length) < torch.tensor(
+            [[len(r[2])] for r in batch])).long())
         if self.uses_segments:
-            inputs["token_type_ids"] = token_types
-        inputs = {key: value.to(self.device) for key, value in inputs.items()}
+            inputs["token_type_ids"] = torch.tensor([r[3] + [0] * (length - len(r[3])) for r in batch])
+        inputs = {key: value.to(self.device, non_blocking=True) for key, value in inputs.items()}
+        rows = torch.arange(len(batch), device=self.device)
+        mask_positions = torch.tensor([r[4] for r in batch]).to(self.device, non_blocking=True)
         with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-            logits = self._masked_logits(inputs, masked.to(self.device))
+            logits = self._masked_logits(inputs, (rows, mask_positions))
         top = torch.topk(logits[:, : self.vocab_size].float(), min(self.k, self.vocab_size), dim=1).indices.tolist()
         # Ids with no token (holes in a vocabulary) cannot be written into a sentence.
         return [[self.tokens[i] for i in ids if self.tokens[i] and not self.tokens[i].startswith("##")] for ids in top]
 
-    def _masked_logits(self, inputs: dict, masked: torch.Tensor) -> torch.Tensor:
+    def _masked_logits(self, inputs: dict, masked: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Logits at each row's masked position; ``masked`` is (row indices, positions)."""
         model = self.model
         if hasattr(model, "bert") and hasattr(model, "cls"):
             # BertForMaskedLM: the head only at the masked rows (same values, about half the cost).
