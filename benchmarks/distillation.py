@@ -10,9 +10,10 @@
 
 Teacher: the embedded MiniLM (6 layers, 384 hidden, 12 heads) or ``--bert-base`` (a randomly
 initialised BERT-base shape); student: TinyBERT4 (4 layers, 312 hidden, 12 heads). Batch 32,
-length 64 (the reference's single-sentence length).
+length 64 (the reference's single-sentence length). ``--device cuda`` and ``--precision``
+(bf16, fp16) time the GPU path; the bare step then runs under the same autocast.
 
-    python benchmarks/distillation.py [--steps 8] [--bert-base] [--length 64]
+    python benchmarks/distillation.py [--steps 8] [--bert-base] [--length 64] [--device cuda --precision bf16]
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from tinybert.distill.loop import distill
 from tinybert.distill.matches import build_matches
 from tinybert.distill.objective import DistillationObjective
 from tinybert.models import batched_logits, model_dir, student_config
+from tinybert.runtime import Runtime
 from tinybert.training import BatchSource
 
 BERT_BASE = BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
@@ -50,43 +52,58 @@ def random_data(n: int, length: int, vocab: int) -> Encoded:
     return Encoded(ids, [[0] * length for _ in ids], [i % 2 for i in range(n)])
 
 
-def timed_distill(student, teacher, objective, batches, steps: int, tmp: Path) -> float:
-    schedule = TrainSchedule(max_steps=steps + 1, batch_size=32, lr=1e-4, checkpoint_every=10**6, log_every=10**6, device="cpu")
+def synchronize(device: str) -> None:
+    if device == "cuda":  # GPU work is asynchronous: time it finished, not launched
+        torch.cuda.synchronize()
+
+
+def timed_distill(student, teacher, objective, batches, steps: int, tmp: Path, runtime: Runtime, batch: int) -> float:
+    schedule = TrainSchedule(max_steps=steps + 1, batch_size=batch, lr=1e-4, checkpoint_every=10**6, log_every=10**6,
+                             device=runtime.device.type, precision=runtime.precision)
     times: list[float] = []
 
     original = batches.collate
 
     def collate(indices):  # marks the start of each step: the loop asks for its batch first
+        synchronize(runtime.device.type)
         times.append(time.perf_counter())
         return original(indices)
 
     source = BatchSource(batches.num_examples, collate)
     distill(name="bench", student=student, teacher=teacher, objective=objective, batches=source,
             schedule=schedule, checkpoint_to=tmp)
+    synchronize(runtime.device.type)
     end = time.perf_counter()
     steps_times = [b - a for a, b in zip(times, times[1:] + [end])][1:]  # the first step warms up
     return sum(steps_times) / len(steps_times)
 
 
-def timed_bare(student, teacher, batches, steps: int, with_teacher: bool = True) -> float:
+def timed_bare(student, teacher, batches, steps: int, runtime: Runtime, size: int) -> float:
+    device = runtime.device
+    student.to(device).train()
+    teacher.to(device).eval()
     params = [p for p in student.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
-    student.train()
-    teacher.eval()
+    scaler = runtime.grad_scaler()
     times = []
     for step in range(steps + 1):
-        batch = batches.collate(list(range(step * 32 % batches.num_examples, step * 32 % batches.num_examples + 32)))
-        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+        first = step * size % batches.num_examples
+        batch = batches.collate(list(range(first, first + size)))
+        synchronize(device.type)
         began = time.perf_counter()
-        if with_teacher:
+        inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask", "token_type_ids")}
+        with runtime.autocast():
             with torch.inference_mode():
                 teacher(**inputs)
-        out = student(**inputs)
-        loss = (out.logits if hasattr(out, "logits") else out.last_hidden_state).float().pow(2).mean()
+            out = student(**inputs)
+            loss = (out.logits if hasattr(out, "logits") else out.last_hidden_state).float().pow(2).mean()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
+        synchronize(device.type)
         if step:
             times.append(time.perf_counter() - began)
     return sum(times) / len(times)
@@ -96,18 +113,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--length", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--bert-base", action="store_true", help="a BERT-base-shaped teacher instead of MiniLM")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     args = parser.parse_args()
+    runtime = Runtime.create(args.device, args.precision)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     import tempfile
 
     t_cfg, t_folder = teacher_config(args.bert_base)
     s_cfg = student_config(t_cfg, StudentShape())
-    data = random_data(32 * (args.steps + 2), args.length, t_cfg.vocab_size)
+    data = random_data(args.batch * (args.steps + 2), args.length, t_cfg.vocab_size)
     batches = BatchSource(len(data), lambda idx: data.collate(idx))
-    print(f"teacher {t_cfg.num_hidden_layers}x{t_cfg.hidden_size}, student TinyBERT4 4x312, batch 32, length {args.length}, "
-          f"torch threads {torch.get_num_threads()}")
+    print(f"teacher {t_cfg.num_hidden_layers}x{t_cfg.hidden_size}, student TinyBERT4 4x312, batch {args.batch}, length {args.length}, "
+          f"{torch.cuda.get_device_name() if args.device == 'cuda' else f'cpu, torch threads {torch.get_num_threads()}'}, "
+          f"{args.precision}")
 
     def encoder_pair():
         torch.manual_seed(0)
@@ -129,21 +151,21 @@ def main() -> None:
         tmp = Path(tmp)
         rows = []
         student, teacher = encoder_pair()
-        bare = timed_bare(student, teacher, batches, args.steps)
+        bare = timed_bare(student, teacher, batches, args.steps, runtime, args.batch)
         student, teacher = encoder_pair()
-        gd = timed_distill(student, teacher, objective(True, False), batches, args.steps, tmp / "gd")
+        gd = timed_distill(student, teacher, objective(True, False), batches, args.steps, tmp / "gd", runtime, args.batch)
         rows.append(("general distillation step", gd, bare))
         student, teacher = classifier_pair()
-        bare_td = timed_bare(student, teacher, batches, args.steps)
+        bare_td = timed_bare(student, teacher, batches, args.steps, runtime, args.batch)
         student, teacher = classifier_pair()
-        td = timed_distill(student, teacher, objective(True, False), batches, args.steps, tmp / "td")
+        td = timed_distill(student, teacher, objective(True, False), batches, args.steps, tmp / "td", runtime, args.batch)
         rows.append(("task distillation step (intermediate)", td, bare_td))
         for name, real, base in rows:
             print(f"{name:40s} {real * 1000:7.0f} ms   bare {base * 1000:7.0f} ms   ratio {real / base:.3f}  (target <= 1.15)")
 
         student, teacher = classifier_pair()
-        recompute = timed_distill(student, teacher, objective(False, True), batches, args.steps, tmp / "pred")
-        cache = batched_logits(teacher, data, 128, 0)
+        recompute = timed_distill(student, teacher, objective(False, True), batches, args.steps, tmp / "pred", runtime, args.batch)
+        cache = batched_logits(teacher.to(runtime.device), data, 128, 0)
 
         def with_logits(indices):
             batch = data.collate(indices)
@@ -151,7 +173,8 @@ def main() -> None:
             return batch
 
         student, _ = classifier_pair()
-        cached = timed_distill(student, None, objective(False, True), BatchSource(len(data), with_logits), args.steps, tmp / "cached")
+        cached = timed_distill(student, None, objective(False, True), BatchSource(len(data), with_logits), args.steps, tmp / "cached",
+                               runtime, args.batch)
         print(f"{'prediction step, teacher recomputed':40s} {recompute * 1000:7.0f} ms")
         print(f"{'prediction step, cached teacher logits':40s} {cached * 1000:7.0f} ms   "
               f"speed-up {recompute / cached:.2f}x")

@@ -1,10 +1,12 @@
-"""CPU inference throughput: TinyBERT4 student vs a BERT-base-shaped teacher, as users load them.
+"""Inference throughput: TinyBERT4 student vs a BERT-base-shaped teacher, as users load them.
 
 Both models are randomly initialised (speed does not depend on the weights), saved with
 `save_pretrained` and loaded back with `from_pretrained` and the default attention, the way a
-user loads `data/student`. Batch 32, length 128, inference mode; best of N timed runs.
+user loads `data/student`. Batch 32, length 128, inference mode; best of N timed runs. On the
+CPU by default; ``--device cuda`` times the GPU, where ``--dtype bf16|fp16`` loads both models
+in half precision as GPU users usually do.
 
-    python benchmarks/inference.py [--repeats 5] [--student data/student]
+    python benchmarks/inference.py [--repeats 5] [--student data/student] [--device cuda --dtype bf16]
 
 Prints both throughputs and the ratio (the paper reports 9.4x; FLOPs allow about 18.75x).
 """
@@ -26,10 +28,13 @@ from tinybert.models import student_config
 BERT_BASE = BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
 
 
-def saved_and_loaded(config: BertConfig, folder: Path):
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def saved_and_loaded(config: BertConfig, folder: Path, dtype: torch.dtype):
     torch.manual_seed(0)
     BertForSequenceClassification(config).save_pretrained(folder)
-    return BertForSequenceClassification.from_pretrained(folder)
+    return BertForSequenceClassification.from_pretrained(folder, dtype=dtype)
 
 
 def main() -> None:
@@ -38,24 +43,30 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--student", type=Path, help="a trained student folder (default: a fresh TinyBERT4)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
     args = parser.parse_args()
+    dtype = DTYPES[args.dtype]
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
 
     with tempfile.TemporaryDirectory() as tmp:
-        teacher = saved_and_loaded(BERT_BASE, Path(tmp) / "teacher")
+        teacher = saved_and_loaded(BERT_BASE, Path(tmp) / "teacher", dtype)
         if args.student:
-            student = BertForSequenceClassification.from_pretrained(args.student)
+            student = BertForSequenceClassification.from_pretrained(args.student, dtype=dtype)
         else:
-            student = saved_and_loaded(student_config(BERT_BASE, StudentShape()), Path(tmp) / "student")
+            student = saved_and_loaded(student_config(BERT_BASE, StudentShape()), Path(tmp) / "student", dtype)
         results = {}
         for name, model in (("teacher (BERT-base shape)", teacher), ("student (TinyBERT4)", student)):
             params = sum(p.numel() for p in model.parameters())
-            results[name] = throughput(model, model.config.vocab_size, args.batch, args.length, args.repeats)
+            results[name] = throughput(model, model.config.vocab_size, args.batch, args.length, args.repeats,
+                                       args.device)
             print(f"{name:26s} {params / 1e6:6.1f}M params  {results[name]:8.1f} examples/s  "
                   f"({1000 * args.batch / results[name]:.0f} ms per batch of {args.batch}x{args.length})")
     teacher_rate, student_rate = results.values()
-    print(f"speed-up student / teacher: {student_rate / teacher_rate:.1f}x  (torch threads: {torch.get_num_threads()})")
+    where = torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else \
+        f"cpu, torch threads {torch.get_num_threads()}"
+    print(f"speed-up student / teacher: {student_rate / teacher_rate:.1f}x  ({where}, {args.dtype})")
 
 
 if __name__ == "__main__":

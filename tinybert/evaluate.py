@@ -37,18 +37,25 @@ def predict(model, tokenizer, rows: dict, max_seq_len: int, batch_size: int, reg
 
 
 @torch.inference_mode()
-def throughput(model, vocab_size: int, batch: int, seq_len: int, repeats: int) -> float:
-    """Examples per second on CPU, model as users load it (default attention), inference mode."""
-    model.eval()
+def throughput(model, vocab_size: int, batch: int, seq_len: int, repeats: int, device: str = "cpu") -> float:
+    """Examples per second, model as users load it (default attention), inference mode, best
+    of ``repeats`` timed forwards after one warm-up."""
+    model.eval().to(device)
     generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(1000, vocab_size, (batch, seq_len), generator=generator)
+    ids = torch.randint(1000, vocab_size, (batch, seq_len), generator=generator).to(device)
     mask = torch.ones_like(ids)
-    model(input_ids=ids, attention_mask=mask)  # warm-up
+    cuda = torch.device(device).type == "cuda"
     best = float("inf")
-    for _ in range(repeats):
-        began = time.perf_counter()
-        model(input_ids=ids, attention_mask=mask)
-        best = min(best, time.perf_counter() - began)
+    with torch.inference_mode():
+        model(input_ids=ids, attention_mask=mask)  # warm-up
+        for _ in range(repeats):
+            if cuda:  # GPU work is asynchronous: time it finished, not launched
+                torch.cuda.synchronize()
+            began = time.perf_counter()
+            model(input_ids=ids, attention_mask=mask)
+            if cuda:
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - began)
     return batch / best
 
 
