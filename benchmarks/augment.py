@@ -48,7 +48,7 @@ def fast_path(model, tokenizer, kv, texts, ids, batch_size: int, device: str, pr
     MLM batches (inputs, forward, top-k) and in GloVe searches are added to it."""
     sentences = [basic_words(tokenizer, t) for t in texts]
     mlm = MlmCandidates(model, tokenizer, k=K, batch_size=batch_size, device=device, precision=precision)
-    glove = GloveNeighbours(kv, k=K)
+    glove = GloveNeighbours(kv, k=K, device=device)
     if spent is not None:  # the top-k's .tolist() waits for the GPU, so host clocks are right
         mlm._predict = clocked(mlm._predict, spent, "MLM batches")
         glove.neighbours = clocked(glove.neighbours, spent, "GloVe search")

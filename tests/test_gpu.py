@@ -7,11 +7,14 @@ checkpoints, and that GPU arithmetic does not change the results the CPU gives.
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
+from gensim.models import KeyedVectors
 from transformers import BertConfig, BertForMaskedLM, BertModel, BertTokenizerFast
 
 from tests.training_helpers import fit
+from tinybert.augment.glove import GloveNeighbours
 from tinybert.augment.mlm import MlmCandidates
 from tinybert.batching import Encoded
 from tinybert.capture import enable_capture
@@ -117,3 +120,12 @@ def test_mlm_candidates_on_the_gpu_equal_the_cpu_ones(tmp_path):
     gpu = MlmCandidates(model, tokenizer, k=8, batch_size=3, device="cuda").candidates(sentences, targets)
     assert gpu == cpu
     assert sum(len(found) for found in cpu) == sum(len(t) for t in targets)
+
+
+def test_glove_neighbours_on_the_gpu_equal_the_cpu_ones():
+    words = [f"w{i}" for i in range(3000)]
+    kv = KeyedVectors(vector_size=20, dtype=np.float32)
+    kv.add_vectors(words, np.random.default_rng(0).standard_normal((3000, 20)).astype(np.float32))
+    asked = words[::7]
+    cpu = GloveNeighbours(kv, k=15, batch_size=64).neighbours(asked)
+    assert GloveNeighbours(kv, k=15, batch_size=64, device="cuda").neighbours(asked) == cpu

@@ -91,13 +91,15 @@ class GloveNeighbours:
     once.
     """
 
-    def __init__(self, kv: KeyedVectors, k: int, batch_size: int = 256, cache_words: int = 200_000):
+    def __init__(self, kv: KeyedVectors, k: int, batch_size: int = 256, cache_words: int = 200_000,
+                 device: str | torch.device = "cpu"):
         self.kv = kv
         self.k = k
         self.batch_size = batch_size
         self.cache_words = cache_words
         vectors = torch.from_numpy(np.ascontiguousarray(kv.vectors, dtype=np.float32))
-        self._unit = torch.nn.functional.normalize(vectors, dim=1)
+        # On the MLM's GPU when there is one: a batch's similarities are a (batch x 100k) product.
+        self._unit = torch.nn.functional.normalize(vectors.to(device), dim=1)
         # lower-cased word -> candidates, least recently used first
         self._cache: OrderedDict[str, list[str]] = OrderedDict()
 
@@ -125,7 +127,7 @@ class GloveNeighbours:
 
     def _search(self, batch: list[str]) -> dict[str, list[str]]:
         rows = torch.tensor([self.kv.key_to_index[w] for w in batch], dtype=torch.long)
-        scores = self._unit[rows] @ self._unit.T
+        scores = self._unit[rows.to(self._unit.device)] @ self._unit.T
         # k+1 so that k remain once the word's own row (excluded by index, not by score) is dropped.
         top = torch.topk(scores, min(self.k + 1, scores.shape[1]), dim=1).indices.tolist()
         return {word: [self.kv.index_to_key[i] for i in ids if i != row][: self.k]

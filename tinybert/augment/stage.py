@@ -136,7 +136,7 @@ def _load_models(key: tuple, cfg: AugmentConfig, mlm_dir: Path) -> _Models:
         tokenizer,
         MlmCandidates(model, tokenizer, k=cfg.k, batch_size=cfg.batch_size, batch_tokens=cfg.batch_tokens,
                       device=device, precision=cfg.precision),
-        GloveNeighbours(load_glove(cfg.glove, cfg.glove_limit), k=cfg.k),
+        GloveNeighbours(load_glove(cfg.glove, cfg.glove_limit), k=cfg.k, device=device),
         load_stopwords(),
     )
     return _LOADED[key]
