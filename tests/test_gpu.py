@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 from gensim.models import KeyedVectors
-from transformers import BertConfig, BertForMaskedLM, BertModel, BertTokenizerFast
+from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertModel
 
 from tests.training_helpers import fit
+from tinybert.assets import resolve
 from tinybert.augment.glove import GloveNeighbours
-from tinybert.augment.mlm import MlmCandidates
+from tinybert.augment.mlm import MlmCandidates, build_mlm_input, sentence_pieces
 from tinybert.batching import Encoded
 from tinybert.capture import enable_capture
 from tinybert.config import LossWeights, TrainSchedule
@@ -25,9 +26,6 @@ from tinybert.distill.objective import DistillationObjective
 from tinybert.training import INTERRUPT_ENV, BatchSource, SimulatedInterruption
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-WORDS = ("the a film movie cast story plot actor scene good bad great dull witty clumsy long short "
-         "funny sad and but not is was very too it this that of to in with").split()
 
 
 def _toy(dropout: float = 0.0):
@@ -102,14 +100,15 @@ def test_general_distillation_on_the_gpu_follows_the_cpu_run(tmp_path):
         assert half[-1]["loss"] < half[0]["loss"], precision
 
 
-def _tokenizer(tmp_path) -> BertTokenizerFast:
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "##s", "##ly"]) + "\n")
-    return BertTokenizerFast(vocab_file=str(vocab))
+def _near_tie(scores: torch.Tensor, k: int, gap: float = 1e-5) -> bool:
+    """Whether two of the k+1 best scores (exact, float64) are closer than ``gap``: there the
+    GPU's and the CPU's float32 sums may legitimately order the candidates differently."""
+    best = torch.topk(scores, k + 1).values
+    return bool((best[:-1] - best[1:]).min() < gap)
 
 
-def test_mlm_candidates_on_the_gpu_equal_the_cpu_ones(tmp_path):
-    tokenizer = _tokenizer(tmp_path)
+def test_mlm_candidates_on_the_gpu_equal_the_cpu_ones():
+    tokenizer = AutoTokenizer.from_pretrained(resolve("embedded:minilm"))  # the real 30k-piece vocabulary
     torch.manual_seed(0)
     model = BertForMaskedLM(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
                                        num_attention_heads=2, intermediate_size=64)).eval()
@@ -118,8 +117,20 @@ def test_mlm_candidates_on_the_gpu_equal_the_cpu_ones(tmp_path):
     targets = [list(range(len(words))) for words in sentences]
     cpu = MlmCandidates(model, tokenizer, k=8, batch_size=3).candidates(sentences, targets)
     gpu = MlmCandidates(model, tokenizer, k=8, batch_size=3, device="cuda").candidates(sentences, targets)
-    assert gpu == cpu
     assert sum(len(found) for found in cpu) == sum(len(t) for t in targets)
+    assert all(len(words) >= 4 for found in cpu for words in found.values())  # real word pieces, few '##'
+    exact = model.double()
+    special = dict(cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, mask_id=tokenizer.mask_token_id)
+    compared = 0
+    for s, layout in enumerate(sentence_pieces(tokenizer, sentences)):
+        for w, (piece,) in enumerate(layout.word_pieces):
+            ids, types = build_mlm_input(layout.ids, piece, **special)
+            with torch.inference_mode():
+                logits = exact(input_ids=torch.tensor([ids]), token_type_ids=torch.tensor([types])).logits[0, 1 + piece]
+            if not _near_tie(logits, 8):
+                assert gpu[s][w] == cpu[s][w], (sentences[s], w)
+                compared += 1
+    assert compared >= 0.8 * sum(len(t) for t in targets)
 
 
 def test_glove_neighbours_on_the_gpu_equal_the_cpu_ones():
@@ -128,4 +139,14 @@ def test_glove_neighbours_on_the_gpu_equal_the_cpu_ones():
     kv.add_vectors(words, np.random.default_rng(0).standard_normal((3000, 20)).astype(np.float32))
     asked = words[::7]
     cpu = GloveNeighbours(kv, k=15, batch_size=64).neighbours(asked)
-    assert GloveNeighbours(kv, k=15, batch_size=64, device="cuda").neighbours(asked) == cpu
+    gpu = GloveNeighbours(kv, k=15, batch_size=64, device="cuda").neighbours(asked)
+    unit = torch.nn.functional.normalize(torch.from_numpy(kv.vectors).double(), dim=1)
+    compared = 0
+    for word in asked:
+        row = kv.key_to_index[word]
+        scores = unit @ unit[row]
+        scores[row] = -2.0  # the word itself is never its own neighbour
+        if not _near_tie(scores, 15):
+            assert gpu[word] == cpu[word], word
+            compared += 1
+    assert compared >= 0.8 * len(asked)

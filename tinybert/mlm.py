@@ -110,7 +110,7 @@ def _train(model, tokenizer, data: Encoded, cfg: MlmConfig, backbone: BackboneCo
         generator = torch.Generator().manual_seed(cfg.train.seed * 100_003 + step)
         ids, labels = mask_tokens(batch, tokenizer, cfg.mask_prob, generator)
         loss, correct = masked_lm_loss(model, batch, ids, labels)
-        return loss, {"accuracy": float(correct.float().mean())}
+        return loss, {"accuracy": correct.float().mean().detach()}  # read at log lines, not per step
 
     return train(
         name="mlm",

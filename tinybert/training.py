@@ -214,7 +214,7 @@ def _read_pending(pending: list, runtime: Runtime) -> list[dict]:
     across processes when there are several)."""
     if not pending:
         return []
-    flat = torch.stack([torch.as_tensor(v, device=runtime.device).detach().double()
+    flat = torch.stack([torch.as_tensor(v, device=runtime.device).detach().double().reshape(())
                         for _, _, values in pending for v in values.values()])
     if runtime.world_size > 1:
         dist.all_reduce(flat)
