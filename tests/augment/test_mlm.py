@@ -1,7 +1,8 @@
+import numpy as np
 import pytest
 import torch
 
-from tinybert.augment.mlm import MlmCandidates, build_mlm_input, sentence_pieces
+from tinybert.augment.mlm import MlmCandidates, PairInputs, build_mlm_input, sentence_pieces
 from tinybert.augment.words import basic_words
 
 from .conftest import make_mlm
@@ -38,6 +39,23 @@ def test_mlm_input_is_truncated_at_512():
     ids, types = build_mlm_input(list(range(100, 400)), 0, cls_id=1, sep_id=2, mask_id=9)
     assert len(ids) == len(types) == 512
     assert ids[:3] == [1, 9, 101] and types[301] == 0 and types[302] == 1
+
+
+def test_batched_pair_inputs_equal_build_mlm_input_row_by_row():
+    sentences = [[11, 12, 13], [21, 22], list(range(100, 400))]
+    pairs = PairInputs(sentences, cls_id=1, sep_id=2, mask_id=9, pad_id=0)
+    asked = [(0, 1), (2, 0), (1, 1), (2, 250), (0, 1)]
+    for _ in range(2):  # a batch leaves the sentences' layouts as they were
+        inputs, positions = pairs.batch(np.array([s for s, _ in asked]), np.array([p for _, p in asked]))
+        width = inputs["input_ids"].shape[1]
+        assert width == 512
+        for row, (s, piece) in enumerate(asked):
+            ids, types = build_mlm_input(sentences[s], piece, cls_id=1, sep_id=2, mask_id=9)
+            padding = width - len(ids)
+            assert inputs["input_ids"][row].tolist() == ids + [0] * padding
+            assert inputs["token_type_ids"][row].tolist() == types + [0] * padding
+            assert inputs["attention_mask"][row].tolist() == [1] * len(ids) + [0] * padding
+            assert positions[row] == piece + 1
 
 
 def test_single_piece_word_gets_mlm_candidates(tokenizer):
@@ -123,13 +141,14 @@ def test_token_budget_caps_padded_tokens_per_forward_without_changing_candidates
     targets = [list(range(len(words))) for words in sentences]
     capped = MlmCandidates(model, tokenizer, k=15, batch_size=64, batch_tokens=64)
     shapes = []
-    original = capped._predict
-    capped._predict = lambda batch: shapes.append((len(batch), max(len(r[2]) for r in batch))) or original(batch)
+    model.bert.register_forward_pre_hook(lambda mod, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)),
+                                         with_kwargs=True)
     found = capped.candidates(sentences, targets)
+    capped_shapes = list(shapes)
     assert found == MlmCandidates(model, tokenizer, k=15, batch_size=64).candidates(sentences, targets)
-    assert len(shapes) > 2
+    assert len(capped_shapes) > 2
     # Every forward holds at most 64 padded tokens, unless one input alone is longer.
-    assert all(rows * length <= 64 or rows == 1 for rows, length in shapes)
+    assert all(rows * length <= 64 or rows == 1 for rows, length in capped_shapes)
 
 
 def test_bf16_precision_still_predicts_the_clear_favourites(tokenizer):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 MAX_LENGTH = 512
@@ -62,6 +63,39 @@ def build_mlm_input(
     return input_ids[:max_length], token_types[:max_length]
 
 
+class PairInputs:
+    """``build_mlm_input`` for many (sentence, masked piece) pairs at once, as padded arrays.
+
+    Each sentence's unmasked input is laid out once; a batch is a gather of its sentences' rows
+    and one write of ``[MASK]`` per row. Building a list per (sentence, piece) and converting
+    nested lists to tensors cost about as much host time as a GPU's forward pass.
+    """
+
+    def __init__(self, sentences: list[list[int]], *, cls_id: int, sep_id: int, mask_id: int, pad_id: int,
+                 max_length: int = MAX_LENGTH):
+        self.mask_id = mask_id
+        self.lengths = np.array([min(2 * len(ids) + 3, max_length) for ids in sentences], dtype=np.int64)
+        width = int(self.lengths.max()) if sentences else 0
+        self.input_ids = np.full((len(sentences), width), pad_id, dtype=np.int64)
+        self.token_type_ids = np.zeros((len(sentences), width), dtype=np.int64)
+        for s, ids in enumerate(sentences):
+            length = self.lengths[s]
+            self.input_ids[s, :length] = np.concatenate(([cls_id], ids, [sep_id], ids, [sep_id]))[:length]
+            self.token_type_ids[s, len(ids) + 2 : length] = 1
+
+    def batch(self, sentences: np.ndarray, pieces: np.ndarray) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Model inputs for masking piece ``pieces[i]`` of sentence ``sentences[i]``, padded to the
+        longest, and each row's masked position."""
+        width = int(self.lengths[sentences].max())
+        input_ids = self.input_ids[sentences, :width]  # a gather: a copy, the templates stay intact
+        positions = pieces + 1  # after [CLS]
+        input_ids[np.arange(len(sentences)), positions] = self.mask_id
+        attention_mask = (np.arange(width) < self.lengths[sentences][:, None]).astype(np.int64)
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask,
+                  "token_type_ids": self.token_type_ids[sentences, :width]}
+        return {key: torch.from_numpy(value) for key, value in inputs.items()}, torch.from_numpy(positions)
+
+
 class MlmCandidates:
     """Top-k MLM predictions for single-piece words, batched across sentences."""
 
@@ -88,7 +122,10 @@ class MlmCandidates:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         # Model vocabularies may be padded past the tokenizer's; such rows have no token to offer.
         self.vocab_size = min(len(tokenizer), model.get_output_embeddings().weight.shape[0])
-        self.tokens = tokenizer.convert_ids_to_tokens(list(range(self.vocab_size)))
+        # The token a prediction writes into a sentence, or None: ids with no token (holes in a
+        # vocabulary) and '##' continuation pieces are never candidates.
+        self.candidate_token = [token if token and not token.startswith("##") else None
+                                for token in tokenizer.convert_ids_to_tokens(list(range(self.vocab_size)))]
         self.uses_segments = getattr(model.config, "type_vocab_size", 0) > 1
 
     def candidates(self, sentences: list[list[str]], targets: list[list[int]]) -> list[dict[int, list[str]]]:
@@ -99,58 +136,60 @@ class MlmCandidates:
         """
         layouts = sentence_pieces(self.tokenizer, sentences)
         result: list[dict[int, list[str]]] = [{} for _ in sentences]
-        requests = []  # (sentence, word, input_ids, token_types, mask position)
+        asked_sentence, asked_word, asked_piece = [], [], []
         for s, (layout, wanted) in enumerate(zip(layouts, targets)):
             for w in wanted:
                 pieces = layout.word_pieces[w]
                 if len(pieces) != 1:
                     continue
-                mask_position = 1 + pieces[0]
-                if mask_position >= self.max_length:
+                if 1 + pieces[0] >= self.max_length:
                     result[s][w] = []
                     continue
-                ids, types = build_mlm_input(layout.ids, pieces[0], max_length=self.max_length, **self.special)
-                requests.append((s, w, ids, types, mask_position))
+                asked_sentence.append(s)
+                asked_word.append(w)
+                asked_piece.append(pieces[0])
+        if not asked_sentence:
+            return result
+        pairs = PairInputs([layout.ids for layout in layouts], max_length=self.max_length, pad_id=self.pad_id,
+                           **self.special)
+        sentence_of, piece_of = np.array(asked_sentence), np.array(asked_piece)
         # Longest first: batches of similar length waste little padding; the order of
         # requests does not change any one request's result.
-        requests.sort(key=lambda r: -len(r[2]))
-        for batch in self._batches(requests):
-            for (s, w, *_), found in zip(batch, self._predict(batch)):
-                result[s][w] = found
+        order = np.argsort(-pairs.lengths[sentence_of], kind="stable")
+        for start, stop in self._batches(pairs.lengths[sentence_of[order]]):
+            rows = order[start:stop]
+            for r, found in zip(rows.tolist(), self._predict(*pairs.batch(sentence_of[rows], piece_of[rows]))):
+                result[asked_sentence[r]][asked_word[r]] = found
         return result
 
-    def _batches(self, requests: list) -> list[list]:
-        """Consecutive runs of the length-sorted requests: at most ``batch_size`` rows and, with
-        ``batch_tokens``, at most that many padded tokens (a single longer input goes alone)."""
-        batches: list[list] = []
-        for request in requests:
-            current = batches[-1] if batches else None
+    def _batches(self, lengths: np.ndarray) -> list[tuple[int, int]]:
+        """(start, stop) of consecutive runs of the inputs, sorted longest first: at most
+        ``batch_size`` rows and, with ``batch_tokens``, at most that many padded tokens (a single
+        longer input goes alone)."""
+        bounds: list[tuple[int, int]] = []
+        start = 0
+        values = lengths.tolist()
+        for i in range(len(values)):
             # Sorted longest first, so a batch's first input sets its padded length.
-            fits = current is not None and len(current) < self.batch_size and (
-                self.batch_tokens is None or (len(current) + 1) * len(current[0][2]) <= self.batch_tokens)
-            if fits:
-                current.append(request)
-            else:
-                batches.append([request])
-        return batches
+            rows = i - start + 1
+            if i > start and (rows > self.batch_size or (
+                    self.batch_tokens is not None and rows * values[start] > self.batch_tokens)):
+                bounds.append((start, i))
+                start = i
+        bounds.append((start, len(lengths)))
+        return bounds
 
-    def _predict(self, batch) -> list[list[str]]:
-        length = max(len(r[2]) for r in batch)
-        # Padded in Python and converted in one call: a tensor per row costs more than the GPU's
-        # whole forward when the batch is on a GPU.
-        input_ids = torch.tensor([r[2] + [self.pad_id] * (length - len(r[2])) for r in batch])
-        inputs = dict(input_ids=input_ids, attention_mask=(torch.arange(length) < torch.tensor(
-            [[len(r[2])] for r in batch])).long())
-        if self.uses_segments:
-            inputs["token_type_ids"] = torch.tensor([r[3] + [0] * (length - len(r[3])) for r in batch])
+    def _predict(self, inputs: dict[str, torch.Tensor], masked_positions: torch.Tensor) -> list[list[str]]:
+        if not self.uses_segments:
+            inputs = {key: value for key, value in inputs.items() if key != "token_type_ids"}
         inputs = {key: value.to(self.device, non_blocking=True) for key, value in inputs.items()}
-        rows = torch.arange(len(batch), device=self.device)
-        mask_positions = torch.tensor([r[4] for r in batch]).to(self.device, non_blocking=True)
+        rows = torch.arange(len(masked_positions), device=self.device)
+        positions = masked_positions.to(self.device, non_blocking=True)
         with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-            logits = self._masked_logits(inputs, (rows, mask_positions))
+            logits = self._masked_logits(inputs, (rows, positions))
         top = torch.topk(logits[:, : self.vocab_size].float(), min(self.k, self.vocab_size), dim=1).indices.tolist()
-        # Ids with no token (holes in a vocabulary) cannot be written into a sentence.
-        return [[self.tokens[i] for i in ids if self.tokens[i] and not self.tokens[i].startswith("##")] for ids in top]
+        usable = self.candidate_token
+        return [[usable[i] for i in ids if usable[i] is not None] for ids in top]
 
     def _masked_logits(self, inputs: dict, masked: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Logits at each row's masked position; ``masked`` is (row indices, positions)."""
