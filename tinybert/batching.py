@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import chain
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import torch
 
@@ -28,21 +31,53 @@ class Encoded:
 
     def collate(self, indices: list[int], pad_id: int = 0, label_dtype=torch.long) -> dict:
         """Pad the chosen examples to the longest among them (dynamic padding)."""
-        rows = [self.input_ids[i] for i in indices]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        types = torch.zeros((len(rows), width), dtype=torch.long)
-        for j, i in enumerate(indices):
-            n = len(self.input_ids[i])
-            ids[j, :n] = torch.tensor(self.input_ids[i])
-            mask[j, :n] = 1
-            if self.token_type_ids is not None:
-                types[j, :n] = torch.tensor(self.token_type_ids[i])
-        batch = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        packed = self._packed
+        chosen = np.asarray(indices, dtype=np.int64)
+        lengths = packed.lengths[chosen]
+        width = int(lengths.max()) if len(chosen) else 0
+        positions = np.arange(width)
+        inside = positions < lengths[:, None]
+        # Each row's tokens read from the flat array in one gather; positions past a row's end
+        # read index 0 and are overwritten with padding.
+        at = np.where(inside, packed.offsets[chosen][:, None] + positions, 0)
+        ids = np.where(inside, packed.input_ids[at], pad_id) if width else np.full((len(chosen), 0), pad_id)
+        types = np.where(inside, packed.token_type_ids[at], 0) if width and packed.token_type_ids is not None \
+            else np.zeros_like(ids)
+        batch = {"input_ids": torch.from_numpy(ids.astype(np.int64)),
+                 "attention_mask": torch.from_numpy(inside.astype(np.int64)),
+                 "token_type_ids": torch.from_numpy(types.astype(np.int64))}
         if self.labels is not None:
             batch["labels"] = torch.tensor([self.labels[i] for i in indices], dtype=label_dtype)
         return batch
+
+    @cached_property
+    def _packed(self) -> "_Packed":
+        # Built on the first collate (the examples must not change afterwards). Padding a batch
+        # row by row from Python lists took about 7 ms for 256 x 64 tokens: on a GPU that is a
+        # tenth of a distillation step, spent before the step can start.
+        return _Packed.of(self.input_ids, self.token_type_ids)
+
+
+@dataclass(frozen=True)
+class _Packed:
+    """Examples as one flat int32 array per field, with each example's offset and length."""
+
+    input_ids: np.ndarray
+    token_type_ids: np.ndarray | None
+    offsets: np.ndarray
+    lengths: np.ndarray
+
+    @staticmethod
+    def of(input_ids: list[list[int]], token_type_ids: list[list[int]] | None) -> "_Packed":
+        lengths = np.fromiter((len(row) for row in input_ids), dtype=np.int64, count=len(input_ids))
+        offsets = np.zeros(len(lengths), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=offsets[1:])
+        total = int(lengths.sum())
+
+        def flat(rows):
+            return np.fromiter(chain.from_iterable(rows), dtype=np.int32, count=total)
+
+        return _Packed(flat(input_ids), None if token_type_ids is None else flat(token_type_ids), offsets, lengths)
 
 
 def read_task_split(path: Path):
