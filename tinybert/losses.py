@@ -39,7 +39,7 @@ def head_mean_attention_loss(student_scores: torch.Tensor, teacher_scores: torch
 
 
 def _zero_masked(scores: torch.Tensor) -> torch.Tensor:
-    return torch.where(scores <= MASKED_SCORE_THRESHOLD, torch.zeros((), dtype=scores.dtype, device=scores.device), scores)
+    return scores.masked_fill(scores <= MASKED_SCORE_THRESHOLD, 0.0)
 
 
 def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
