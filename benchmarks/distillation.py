@@ -29,7 +29,7 @@ import tinybert  # noqa: F401  (offline defaults)
 from tinybert.batching import Encoded
 from tinybert.capture import enable_capture
 from tinybert.config import LossWeights, StudentShape, TrainSchedule
-from tinybert.distill.loop import distill
+from tinybert.distill.loop import distill, frozen_teacher
 from tinybert.distill.matches import build_matches
 from tinybert.distill.objective import DistillationObjective
 from tinybert.models import batched_logits, model_dir, student_config
@@ -82,7 +82,7 @@ def timed_distill(student, teacher, objective, batches, steps: int, tmp: Path, r
 def timed_bare(student, teacher, batches, steps: int, runtime: Runtime, size: int) -> float:
     device = runtime.device
     student.to(device).train()
-    teacher.to(device).eval()
+    teacher = frozen_teacher(teacher, device, runtime.precision)  # as the loop runs it
     params = [p for p in student.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     scaler = runtime.grad_scaler()

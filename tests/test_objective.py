@@ -146,3 +146,29 @@ def test_prediction_step_from_cached_teacher_logits_matches_running_the_teacher(
             batches=BatchSource(len(data), collate), schedule=schedule, checkpoint_to=tmp_path / str(cached),
         )
     assert [r["loss"] for r in logs[True]] == pytest.approx([r["loss"] for r in logs[False]], rel=1e-4)
+
+
+def test_bf16_distillation_runs_a_bf16_copy_of_the_teacher_and_leaves_the_callers_teacher_as_it_was(padded_batch, tmp_path):
+    from tinybert.batching import Encoded
+    from tinybert.config import TrainSchedule
+    from tinybert.distill.loop import distill, frozen_teacher
+    from tinybert.training import BatchSource
+
+    ids = [row[mask.bool()].tolist() for row, mask in zip(padded_batch["input_ids"], padded_batch["attention_mask"])]
+    data = Encoded(ids, [[0] * len(r) for r in ids], [0, 1, 0])
+    matches = build_matches("uniform", 2, 4, LossWeights(), intermediate=True, prediction=False)
+    logs = {}
+    for precision in ("fp32", "bf16"):
+        student, teacher = _models()
+        before = {k: v.clone() for k, v in teacher.state_dict().items()}
+        torch.manual_seed(1)
+        objective = DistillationObjective(matches, 8, 24, student_heads=4, teacher_heads=4)
+        schedule = TrainSchedule(max_steps=3, batch_size=3, lr=1e-3, checkpoint_every=100, precision=precision)
+        logs[precision] = distill(name=precision, student=student, teacher=teacher, objective=objective,
+                                  batches=BatchSource(len(data), lambda idx: data.collate(idx)), schedule=schedule,
+                                  checkpoint_to=tmp_path / precision)
+        after = teacher.state_dict()
+        assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
+    assert frozen_teacher(teacher, torch.device("cpu"), "bf16").bert.embeddings.word_embeddings.weight.dtype == torch.bfloat16
+    # bf16 rounds the teacher's targets and the student's products, not the losses' scale
+    assert [r["loss"] for r in logs["bf16"]] == pytest.approx([r["loss"] for r in logs["fp32"]], rel=0.05)

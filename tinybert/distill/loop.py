@@ -1,6 +1,7 @@
 """The single distillation loop: general and task distillation only pass different objectives."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -9,7 +10,7 @@ from torch import nn
 from tinybert.capture import Features, forward_features
 from tinybert.config import TrainSchedule
 from tinybert.distill.objective import DistillationObjective
-from tinybert.runtime import pick_device
+from tinybert.runtime import DTYPES, pick_device
 from tinybert.training import BatchSource, train
 
 
@@ -29,21 +30,18 @@ def distill(
     logits (``teacher_logits``, from the teacher-logits stage), the teacher is not run at all.
     """
     intermediate = objective.needs_intermediate
-    if teacher is not None:
-        teacher.eval().to(pick_device(schedule.device))
-        for p in teacher.parameters():
-            p.requires_grad_(False)
+    runner = None if teacher is None else frozen_teacher(teacher, pick_device(schedule.device), schedule.precision)
 
     def loss_fn(batch: dict, step: int):
         if not intermediate and "teacher_logits" in batch:
             target = Features(hidden=(), scores=(), logits=batch["teacher_logits"])
         else:
-            if teacher is None:
+            if runner is None:
                 raise ValueError("this objective needs the teacher's features, but no teacher was given")
             # no_grad rather than inference_mode: the teacher's tensors become MSE targets that
             # autograd saves for backward, which inference tensors may not be.
             with torch.no_grad():
-                target = forward_features(teacher, batch, intermediate=intermediate)
+                target = forward_features(runner, batch, intermediate=intermediate)
         output = forward_features(student, batch, intermediate=intermediate)
         return objective(output, target)
 
@@ -57,6 +55,22 @@ def distill(
         schedule=schedule,
         checkpoint_to=checkpoint_to,
     )
-    if teacher is not None:
+    if runner is teacher and teacher is not None:
         teacher.to("cpu")
     return log
+
+
+def frozen_teacher(teacher: nn.Module, device: torch.device, precision: str) -> nn.Module:
+    """The teacher as the loop runs it: in eval mode, without gradients, on ``device``.
+
+    Under bf16/fp16 the loop runs a copy whose weights are already in that dtype, and the
+    caller's teacher stays as it was. Autocast would otherwise cast every weight matrix again
+    on every forward: a pass over the teacher's weights and a cast operator per matrix each
+    step, for values autocast rounds to that dtype anyway. Operators autocast keeps in fp32
+    still compute in fp32, from their weights rounded to the lower precision.
+    """
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    if precision in DTYPES:
+        return copy.deepcopy(teacher).eval().to(device=device, dtype=DTYPES[precision])
+    return teacher.eval().to(device)
