@@ -11,10 +11,13 @@ N_a=4, one run measures sentences per second of:
    inference mode, the head only at masked positions, GloVe top-K batched and cached per word;
 and checks that all three write the same sentences; then the fast path under bf16 autocast
 (``augment.precision: bf16``), with how far its candidates differ from the exact ones. Then the augment stage itself (a subprocess
-each): peak memory at two dataset sizes, and the time with 1 and with 2 local worker processes.
+each): peak memory at two dataset sizes, and its speed with each of ``--workers`` local worker
+processes (on a GPU they share it, each doing its host work while the others' batches run).
 
     python benchmarks/augment.py [--sentences 48] [--memory-sizes 500 2000] [--device auto|cpu|cuda]
     python benchmarks/augment.py --memory-sizes --worker-rows 0   # the speed figures alone
+    python benchmarks/augment.py --device cuda --sentences 800 --batch-size 1024 --memory-sizes \
+        --worker-rows 4000 --shard-rows 500 --workers 1 2 4        # a GPU machine
 """
 from __future__ import annotations
 
@@ -79,7 +82,8 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - began
 
 
-def run_stage(rows: int, mlm: Path, task: Path, workers: int = 1, shard_rows: int = 4096) -> tuple[float, float, int]:
+def run_stage(rows: int, mlm: Path, task: Path, workers: int = 1, shard_rows: int = 4096, batch_size: int = 64,
+              glove: str = "embedded:glove-6b-50d") -> tuple[float, float, int]:
     """(seconds, peak RSS in MB, sentences) of one augment-stage process over the first ``rows``
     training rows. Peak RSS is that of the largest process (the parent, or one worker)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,7 +92,7 @@ def run_stage(rows: int, mlm: Path, task: Path, workers: int = 1, shard_rows: in
             "from tinybert.config import AugmentConfig, BackboneConfig; "
             f"os.environ['TINYBERT_CHECKPOINTS'] = {tmp!r}; "
             f"stage.run(BackboneConfig(), AugmentConfig(n_aug={N_AUG}, k={K}, max_examples={rows}, workers={workers}, "
-            f"shard_rows={shard_rows}), task_dir=Path({str(task)!r}), mlm_dir=Path({str(mlm)!r}), "
+            f"shard_rows={shard_rows}, batch_size={batch_size}, glove={glove!r}), task_dir=Path({str(task)!r}), mlm_dir=Path({str(mlm)!r}), "
             f"out_dir=Path({tmp!r}) / 'out'); "
             "print(max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
             "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))"
@@ -111,7 +115,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=[500, 2000])
     parser.add_argument("--shard-rows", type=int, default=250)
-    parser.add_argument("--worker-rows", type=int, default=500, help="rows for the 1- vs 2-worker timing (0: skip)")
+    parser.add_argument("--worker-rows", type=int, default=500, help="rows for the worker timings (0: skip)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to time the stage with")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="where the MLM runs, for the baseline and the fast path alike (auto: cuda if present)")
     args = parser.parse_args()
@@ -155,16 +160,22 @@ def main() -> None:
           f"{same_rows:.1%} of examples give the same sentences)")
 
     for rows in sorted(args.memory_sizes):
-        seconds, peak, sentences = run_stage(rows, args.mlm, args.task, shard_rows=args.shard_rows)
+        seconds, peak, sentences = run_stage(rows, args.mlm, args.task, shard_rows=args.shard_rows,
+                                             batch_size=args.batch_size, glove=args.glove)
         print(f"augment stage, {sentences:6d} sentences: peak RSS {peak:7.0f} MB ({seconds:.0f} s, shards of {args.shard_rows})")
 
     rows = args.worker_rows
     if rows <= 0:
         return
-    one, _, sentences = run_stage(rows, args.mlm, args.task, workers=1, shard_rows=args.shard_rows)
-    two, _, _ = run_stage(rows, args.mlm, args.task, workers=2, shard_rows=args.shard_rows)
-    print(f"augment stage, {sentences} sentences: 1 worker {one:.0f} s, 2 workers {two:.0f} s: {one / two:.2f}x")
-
+    # The whole stage, process start and model loading included, so the figures are what a user
+    # sees. On a GPU the workers share it: each runs its host work while the others' batches run.
+    first = None
+    for workers in args.workers:
+        seconds, _, sentences = run_stage(rows, args.mlm, args.task, workers=workers, shard_rows=args.shard_rows,
+                                          batch_size=args.batch_size, glove=args.glove)
+        first = first or seconds
+        print(f"augment stage, {sentences} sentences, {workers} worker(s): {seconds:.0f} s, {sentences / seconds:.1f} "
+              f"sentences/s ({sentences / seconds * t_base / n:.1f}x the literal baseline, {first / seconds:.2f}x 1 worker)")
 
 if __name__ == "__main__":
     main()
