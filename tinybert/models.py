@@ -41,17 +41,27 @@ def load_tokenizer(path: str | Path, what: str = "tokenizer") -> PreTrainedToken
         raise InputError(f"{what}: cannot load a tokenizer from {folder}: {first}") from None
 
 
+def load_pretrained(model_class, folder: Path, **kwargs):
+    """``model_class.from_pretrained(folder)`` with fp32 weights, whatever dtype the folder stores.
+
+    transformers 5 loads a checkpoint in the dtype it was saved in. A teacher or MLM published
+    in fp16 or bf16 would then train without loss scaling, and run slowly (fp16: not at all for
+    some operators) on a CPU. The weights stay fp32 here; ``precision`` picks the compute dtype.
+    """
+    return model_class.from_pretrained(folder, dtype=torch.float32, **kwargs)
+
+
 def load_encoder(path: str | Path, what: str = "backbone") -> BertModel:
     """A pre-trained BERT encoder (no task head) with pre-softmax attention capture enabled."""
     folder = model_dir(path, what)
-    return enable_capture(BertModel.from_pretrained(folder, add_pooling_layer=False))
+    return enable_capture(load_pretrained(BertModel, folder, add_pooling_layer=False))
 
 
 def load_classifier(path: str | Path, num_labels: int | None = None, what: str = "model") -> BertForSequenceClassification:
     """A BERT sequence classifier; ``num_labels`` given for a new head on an encoder folder."""
     folder = model_dir(path, what)
     kwargs = {} if num_labels is None else {"num_labels": num_labels}
-    return BertForSequenceClassification.from_pretrained(folder, **kwargs)
+    return load_pretrained(BertForSequenceClassification, folder, **kwargs)
 
 
 def student_config(teacher: BertConfig, shape: StudentShape) -> BertConfig:

@@ -83,12 +83,14 @@ def check_train(task_dir: Path) -> int:
 def load_mlm(mlm_dir: Path):
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
+    from tinybert.models import load_pretrained
+
     mlm_dir = Path(mlm_dir)
     if not mlm_dir.is_dir():
         raise InputError(f"{mlm_dir}: masked-LM folder not found; run the mlm stage first")
     try:
         tokenizer = AutoTokenizer.from_pretrained(mlm_dir)
-        model = AutoModelForMaskedLM.from_pretrained(mlm_dir)
+        model = load_pretrained(AutoModelForMaskedLM, mlm_dir)
     except (OSError, ValueError) as err:
         raise InputError(f"{mlm_dir}: cannot load a masked-LM model and tokenizer: {str(err).splitlines()[0]}") from None
     if not getattr(tokenizer, "is_fast", False):
