@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The GPU tests and every GPU figure the README quotes, in one run: for a lent GPU machine, whose
+# time is short. Each check writes $OUT/<name>.txt (default ./gpu-figures) and prints its tail.
+#
+#   ASSETS=.gpu bash benchmarks/gpu_checks.sh            # on the GPU machine
+#   DEVICE=cpu SMALL=1 bash benchmarks/gpu_checks.sh     # a smoke run of the script itself, here
+#
+# The GPU machine has torch and transformers but may lack this project's other imports, and it
+# cannot download: put wheels in .whl/ (pip download --only-binary :all: --no-deps gensim pydantic
+# pydantic-core ... for its Python) and they are installed into /tmp/site when an import fails.
+# ASSETS holds what the benchmarks read: mlm/ (a masked-LM folder; fp16 weights are fine, they
+# load as fp32), glove/ (a GloVe file or folder; the first 100k vectors are all Algorithm 1
+# searches) and task/train.parquet. Tracked files travel with the working tree; .whl and ASSETS
+# go as carried paths, within the device tool's 64 MiB per call (so carry them in two calls if
+# needed: a warm machine keeps /tmp/site between calls).
+set -uo pipefail
+OUT=${OUT:-gpu-figures}
+ASSETS=${ASSETS:-.gpu}
+DEVICE=${DEVICE:-cuda}
+mkdir -p "$OUT"
+
+if ! python -c "import pydantic, gensim, pyarrow" 2>/dev/null; then
+    pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}:/tmp/site"
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+if [ -n "${SMALL:-}" ]; then  # the smoke run: every check, tiny sizes
+    SENTENCES=8 WORKER_ROWS=40 SHARD_ROWS=20 STEPS=2 BIG_BATCH=8 REPEATS=1
+else
+    SENTENCES=400 WORKER_ROWS=4000 SHARD_ROWS=500 STEPS=20 BIG_BATCH=256 REPEATS=20
+fi
+MLM=(--mlm "$ASSETS/mlm" --task "$ASSETS/task" --glove "$ASSETS/glove")
+
+check() {  # check NAME SECONDS COMMAND...: run it under a time limit, keep its output and status
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name"
+    timeout "$limit" "$@" >"$OUT/$name.txt" 2>&1
+    echo "exit status $?" >>"$OUT/$name.txt"
+    grep -v '^\[bench\]' "$OUT/$name.txt" | tail -n 12
+}
+
+{ nvidia-smi 2>&1 || true; python -c "import torch, transformers; print(torch.__version__, transformers.__version__)"; } >"$OUT/machine.txt"
+check tests 240 python -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_batching.py tests/test_objective.py \
+    tests/test_training.py tests/test_models.py
+check augment 300 python benchmarks/augment.py --device "$DEVICE" --sentences "$SENTENCES" --batch-size 1024 \
+    --memory-sizes --worker-rows "$WORKER_ROWS" --shard-rows "$SHARD_ROWS" --workers 1 2 4 "${MLM[@]}"
+for precision in fp32 bf16; do
+    for batch in 32 "$BIG_BATCH"; do
+        check "distillation-$precision-$batch" 150 python benchmarks/distillation.py --bert-base --device "$DEVICE" \
+            --precision "$precision" --batch "$batch" --steps "$STEPS"
+    done
+done
+check inference 120 python benchmarks/inference.py --device "$DEVICE" --dtype fp32 --repeats "$REPEATS"
