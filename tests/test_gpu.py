@@ -7,6 +7,8 @@ checkpoints, and that GPU arithmetic does not change the results the CPU gives.
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -129,7 +131,7 @@ def test_mlm_candidates_on_the_gpu_equal_the_cpu_ones():
     gpu = MlmCandidates(model, tokenizer, k=8, batch_size=3, device="cuda").candidates(sentences, targets)
     assert sum(len(found) for found in cpu) == sum(len(t) for t in targets)
     assert all(len(words) >= 4 for found in cpu for words in found.values())  # real word pieces, few '##'
-    exact = model.double()
+    exact = copy.deepcopy(model).cpu().double()  # MlmCandidates moved the model itself to the GPU
     special = dict(cls_id=tokenizer.cls_token_id, sep_id=tokenizer.sep_token_id, mask_id=tokenizer.mask_token_id)
     compared = 0
     for s, layout in enumerate(sentence_pieces(tokenizer, sentences)):

@@ -169,6 +169,12 @@ def test_bf16_distillation_runs_a_bf16_copy_of_the_teacher_and_leaves_the_caller
                                   checkpoint_to=tmp_path / precision)
         after = teacher.state_dict()
         assert all(after[k].dtype == v.dtype and torch.equal(after[k], v) for k, v in before.items())
-    assert frozen_teacher(teacher, torch.device("cpu"), "bf16").bert.embeddings.word_embeddings.weight.dtype == torch.bfloat16
+    runner = frozen_teacher(teacher, torch.device("cpu"), "bf16")
+    assert runner.bert.encoder.layer[0].attention.self.query.weight.dtype == torch.bfloat16
+    assert runner.bert.embeddings.word_embeddings.weight.dtype == runner.bert.embeddings.LayerNorm.weight.dtype == torch.float32
+    # the copy's targets are, bit for bit, the fp32 teacher's under the same autocast
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        fast, exact = forward_features(runner, padded_batch), forward_features(teacher.eval(), padded_batch)
+    assert all(torch.equal(a, b) for a, b in zip(fast.hidden + fast.scores, exact.hidden + exact.scores))
     # bf16 rounds the teacher's targets and the student's products, not the losses' scale
     assert [r["loss"] for r in logs["bf16"]] == pytest.approx([r["loss"] for r in logs["fp32"]], rel=0.05)

@@ -77,6 +77,8 @@ class _Packed:
         def flat(rows):
             return np.fromiter(chain.from_iterable(rows), dtype=np.int32, count=total)
 
+        if token_type_ids is not None and [len(row) for row in token_type_ids] != lengths.tolist():
+            raise ValueError("token_type_ids and input_ids differ in length for some example")
         return _Packed(flat(input_ids), None if token_type_ids is None else flat(token_type_ids), offsets, lengths)
 
 

@@ -63,14 +63,19 @@ def distill(
 def frozen_teacher(teacher: nn.Module, device: torch.device, precision: str) -> nn.Module:
     """The teacher as the loop runs it: in eval mode, without gradients, on ``device``.
 
-    Under bf16/fp16 the loop runs a copy whose weights are already in that dtype, and the
-    caller's teacher stays as it was. Autocast would otherwise cast every weight matrix again
-    on every forward: a pass over the teacher's weights and a cast operator per matrix each
-    step, for values autocast rounds to that dtype anyway. Operators autocast keeps in fp32
-    still compute in fp32, from their weights rounded to the lower precision.
+    Under bf16/fp16 the loop runs a copy whose linear layers hold their weights in that dtype,
+    and the caller's teacher stays as it was. Autocast would otherwise cast every weight matrix
+    again on every forward (a pass over the teacher's weights and an operator per matrix each
+    step) to compute the linear layers in that dtype anyway, so the copy's outputs are bit for
+    bit the fp32 teacher's under autocast. Layer norms and embeddings stay fp32: on a CPU
+    autocast would not widen them again, and the targets would lose precision.
     """
     for p in teacher.parameters():
         p.requires_grad_(False)
-    if precision in DTYPES:
-        return copy.deepcopy(teacher).eval().to(device=device, dtype=DTYPES[precision])
-    return teacher.eval().to(device)
+    if precision not in DTYPES:
+        return teacher.eval().to(device)
+    # deepcopy takes the linear weights from ``cast`` instead of copying them in fp32 first.
+    cast = {id(p): nn.Parameter(p.detach().to(device=device, dtype=DTYPES[precision]), requires_grad=False)
+            for module in teacher.modules() if isinstance(module, nn.Linear)
+            for p in module.parameters(recurse=False)}
+    return copy.deepcopy(teacher, cast).eval().to(device)
