@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 import torch
 
 from tinybert.batching import Encoded
@@ -39,3 +40,8 @@ def test_without_segment_ids_or_labels_segments_are_zero_and_no_labels_are_given
 def test_a_batch_of_empty_examples_has_width_zero():
     batch = Encoded([[], []]).collate([0, 1])
     assert batch["input_ids"].shape == batch["attention_mask"].shape == (2, 0)
+
+
+def test_segment_ids_of_another_length_than_the_tokens_are_refused():
+    with pytest.raises(ValueError, match="differ in length"):
+        Encoded([[5, 6, 7], [8, 9]], [[0, 0], [1, 1, 1]]).collate([0, 1])
