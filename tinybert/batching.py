@@ -32,20 +32,20 @@ class Encoded:
     def collate(self, indices: list[int], pad_id: int = 0, label_dtype=torch.long) -> dict:
         """Pad the chosen examples to the longest among them (dynamic padding)."""
         packed = self._packed
-        chosen = np.asarray(indices, dtype=np.int64)
+        chosen = torch.as_tensor(indices, dtype=torch.long)
         lengths = packed.lengths[chosen]
         width = int(lengths.max()) if len(chosen) else 0
-        positions = np.arange(width)
+        positions = torch.arange(width)
         inside = positions < lengths[:, None]
-        # Each row's tokens read from the flat array in one gather; positions past a row's end
-        # read index 0 and are overwritten with padding.
-        at = np.where(inside, packed.offsets[chosen][:, None] + positions, 0)
-        ids = np.where(inside, packed.input_ids[at], pad_id) if width else np.full((len(chosen), 0), pad_id)
-        types = np.where(inside, packed.token_type_ids[at], 0) if width and packed.token_type_ids is not None \
-            else np.zeros_like(ids)
-        batch = {"input_ids": torch.from_numpy(ids.astype(np.int64)),
-                 "attention_mask": torch.from_numpy(inside.astype(np.int64)),
-                 "token_type_ids": torch.from_numpy(types.astype(np.int64))}
+        # Each row's tokens read from the flat tensor in one gather; positions past a row's end
+        # read index 0 and are overwritten with padding. Torch operations throughout: batches
+        # built on numpy memory made some CPU kernels' last bits depend on the machine's load.
+        at = torch.where(inside, packed.offsets[chosen][:, None] + positions, 0)
+        flat_at = at.reshape(-1)
+        ids = torch.where(inside, packed.input_ids.index_select(0, flat_at).view(at.shape).long(), pad_id)
+        types = torch.zeros_like(ids) if packed.token_type_ids is None else \
+            torch.where(inside, packed.token_type_ids.index_select(0, flat_at).view(at.shape).long(), 0)
+        batch = {"input_ids": ids, "attention_mask": inside.long(), "token_type_ids": types}
         if self.labels is not None:
             batch["labels"] = torch.tensor([self.labels[i] for i in indices], dtype=label_dtype)
         return batch
@@ -60,12 +60,12 @@ class Encoded:
 
 @dataclass(frozen=True)
 class _Packed:
-    """Examples as one flat int32 array per field, with each example's offset and length."""
+    """Examples as one flat int32 tensor per field, with each example's offset and length."""
 
-    input_ids: np.ndarray
-    token_type_ids: np.ndarray | None
-    offsets: np.ndarray
-    lengths: np.ndarray
+    input_ids: torch.Tensor
+    token_type_ids: torch.Tensor | None
+    offsets: torch.Tensor
+    lengths: torch.Tensor
 
     @staticmethod
     def of(input_ids: list[list[int]], token_type_ids: list[list[int]] | None) -> "_Packed":
@@ -74,12 +74,13 @@ class _Packed:
         np.cumsum(lengths[:-1], out=offsets[1:])
         total = int(lengths.sum())
 
-        def flat(rows):
-            return np.fromiter(chain.from_iterable(rows), dtype=np.int32, count=total)
+        def flat(rows):  # copied into torch-owned memory
+            return torch.from_numpy(np.fromiter(chain.from_iterable(rows), dtype=np.int32, count=total)).clone()
 
         if token_type_ids is not None and [len(row) for row in token_type_ids] != lengths.tolist():
             raise ValueError("token_type_ids and input_ids differ in length for some example")
-        return _Packed(flat(input_ids), None if token_type_ids is None else flat(token_type_ids), offsets, lengths)
+        return _Packed(flat(input_ids), None if token_type_ids is None else flat(token_type_ids),
+                       torch.from_numpy(offsets).clone(), torch.from_numpy(lengths).clone())
 
 
 def read_task_split(path: Path):
