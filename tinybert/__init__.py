@@ -7,10 +7,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-# A fixed number of CPU threads per operation: with OpenMP's and MKL's dynamic adjustment on,
-# the thread count (and so the last bits of a parallel sum) followed the machine's load, and a
-# busy machine trained a general student that differed from a quiet one's in the 7th digit.
-# They must be set before torch loads its threading libraries.
+# A fixed number of CPU threads per operation. Under CPU load, a rerun's trained weights could
+# differ in their last bits; with OpenMP's and MKL's dynamic adjustment off this was rarer in a
+# load test, though not gone. They must be set before torch loads its threading libraries.
 os.environ.setdefault("OMP_DYNAMIC", "FALSE")
 os.environ.setdefault("MKL_DYNAMIC", "FALSE")
 

@@ -38,8 +38,7 @@ class Encoded:
         positions = torch.arange(width)
         inside = positions < lengths[:, None]
         # Each row's tokens read from the flat tensor in one gather; positions past a row's end
-        # read index 0 and are overwritten with padding. Torch operations throughout: batches
-        # built on numpy memory made some CPU kernels' last bits depend on the machine's load.
+        # read index 0 and are overwritten with padding.
         at = torch.where(inside, packed.offsets[chosen][:, None] + positions, 0)
         flat_at = at.reshape(-1)
         ids = torch.where(inside, packed.input_ids.index_select(0, flat_at).view(at.shape).long(), pad_id)
