@@ -7,6 +7,10 @@
 #
 #   ASSETS=.gpu bash benchmarks/gpu_checks.sh            # on the GPU machine
 #   DEVICE=cpu SMALL=1 bash benchmarks/gpu_checks.sh     # a smoke run of the script itself, here
+#   CHECKS="augment distillation" PRECISIONS="fp32 bf16" BATCHES="32" ASSETS=.gpu bash benchmarks/gpu_checks.sh
+#
+# CHECKS (tests augment distillation inference), PRECISIONS and BATCHES pick a subset, for a lease
+# too short for everything; by default all run.
 #
 # The GPU machine has torch and transformers but may lack this project's other imports, and it
 # cannot download: put wheels in .whl/ (pip download --only-binary :all: --no-deps gensim pydantic
@@ -22,10 +26,10 @@ ASSETS=${ASSETS:-.gpu}
 DEVICE=${DEVICE:-cuda}
 mkdir -p "$OUT"
 
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}:/tmp/site"
 if ! python -c "import pydantic, gensim, pyarrow" 2>/dev/null; then
     pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
 fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}:/tmp/site"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 if [ -n "${SMALL:-}" ]; then  # the smoke run: every check, tiny sizes
@@ -33,6 +37,9 @@ if [ -n "${SMALL:-}" ]; then  # the smoke run: every check, tiny sizes
 else
     SENTENCES=400 WORKER_ROWS=4000 SHARD_ROWS=500 STEPS=20 BIG_BATCH=256 REPEATS=20
 fi
+CHECKS=${CHECKS:-tests augment distillation inference}
+BATCHES=${BATCHES:-32 $BIG_BATCH}
+wanted() { [[ " $CHECKS " == *" $1 "* ]]; }
 MLM=(--mlm "$ASSETS/mlm" --task "$ASSETS/task" --glove "$ASSETS/glove")
 
 check() {  # check NAME SECONDS COMMAND...: run it under a time limit, keep its output and status
@@ -45,21 +52,24 @@ check() {  # check NAME SECONDS COMMAND...: run it under a time limit, keep its 
 }
 
 { nvidia-smi 2>&1 || true; python -c "import torch, transformers; print(torch.__version__, transformers.__version__)"; } >"$OUT/machine.txt"
-check tests 240 python -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_batching.py tests/test_objective.py \
+wanted tests && check tests 240 python -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_batching.py tests/test_objective.py \
     tests/test_training.py tests/test_models.py
-check augment 300 python benchmarks/augment.py --device "$DEVICE" --sentences "$SENTENCES" --batch-size 1024 \
+wanted augment && check augment 300 python benchmarks/augment.py --device "$DEVICE" --sentences "$SENTENCES" --batch-size 1024 \
     --memory-sizes --worker-rows "$WORKER_ROWS" --shard-rows "$SHARD_ROWS" --workers 1 2 4 "${MLM[@]}"
 # fp16 needs a GPU: the smoke run on a CPU leaves it out.
-PRECISIONS="fp32 bf16"; [ "$DEVICE" = cuda ] && PRECISIONS="fp32 bf16 fp16"
+DEFAULT_PRECISIONS="fp32 bf16"; [ "$DEVICE" = cuda ] && DEFAULT_PRECISIONS="fp32 bf16 fp16"
+PRECISIONS=${PRECISIONS:-$DEFAULT_PRECISIONS}
 for precision in $PRECISIONS; do
-    for batch in 32 "$BIG_BATCH"; do
+    wanted distillation || break
+    for batch in $BATCHES; do
         check "distillation-$precision-$batch" 150 python benchmarks/distillation.py --bert-base --device "$DEVICE" \
             --precision "$precision" --batch "$batch" --steps "$STEPS"
     done
 done
 for dtype in $PRECISIONS; do
+    wanted inference || break
     check "inference-$dtype" 120 python benchmarks/inference.py --device "$DEVICE" --dtype "$dtype" --repeats "$REPEATS"
 done
-[ "$DEVICE" = cuda ] && check inference-fp16-256 120 python benchmarks/inference.py --device cuda --dtype fp16 \
+wanted inference && [ "$DEVICE" = cuda ] && check inference-fp16-256 120 python benchmarks/inference.py --device cuda --dtype fp16 \
     --batch "$BIG_BATCH" --repeats "$REPEATS"
 exit 0
