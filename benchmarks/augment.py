@@ -7,9 +7,11 @@ N_a=4, one run measures sentences per second of:
    gradients on, the LM head over every position, GloVe similarities recomputed per word
    (tests/augment/reference.py);
 2. the same baseline under inference mode;
-3. the fast path (tinybert.augment): MLM inputs batched across sentences and positions under
-   inference mode, the head only at masked positions, GloVe top-K batched and cached per word;
-and checks that all three write the same sentences; then the fast path under bf16 autocast
+3. the fast path (tinybert.augment), as the stage runs it: MLM inputs batched across sentences and
+   positions under inference mode, the head only at masked positions, GloVe top-K batched and
+   cached per word, in chunks whose candidates are computed one chunk ahead of the sampling;
+4. the same fast path one chunk at a time, with where its time goes;
+and checks that all four write the same sentences; then the fast path under bf16 autocast
 (``augment.precision: bf16``), with how far its candidates differ from the exact ones. Then the augment stage itself (a subprocess
 each): peak memory at two dataset sizes, and its speed with each of ``--workers`` local worker
 processes (on a GPU they share it, each doing its host work while the others' batches run).
@@ -36,28 +38,43 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.augment.reference import ReferenceAugmenter  # noqa: E402
-from tinybert.augment.algorithm import augment_sentence, candidate_sets, example_rng  # noqa: E402
+from tinybert.augment.algorithm import candidate_sets, example_rng  # noqa: E402
 from tinybert.augment.glove import GloveNeighbours, load_glove  # noqa: E402
 from tinybert.augment.mlm import MlmCandidates  # noqa: E402
-from tinybert.augment.stage import load_mlm  # noqa: E402
+from tinybert.augment.pipeline import AugmentTools, augmented_chunks  # noqa: E402
+from tinybert.augment.stage import examples_per_chunk, load_mlm  # noqa: E402
 from tinybert.augment.words import basic_words, load_stopwords  # noqa: E402
 
 K, P_T, N_AUG, SEED = 15, 0.4, 4, 42
 
 
-def fast_path(model, tokenizer, kv, texts, ids, batch_size: int, device: str, precision: str = "fp32",
-              spent: dict[str, float] | None = None):
-    """(augmented sentences, candidate sets) of every text. With ``spent``, the seconds spent in
-    MLM batches (inputs, forward, top-k) and in GloVe searches are added to it."""
-    sentences = [basic_words(tokenizer, t) for t in texts]
-    mlm = MlmCandidates(model, tokenizer, k=K, batch_size=batch_size, device=device, precision=precision)
-    glove = GloveNeighbours(kv, k=K, device=device)
+def make_tools(model, tokenizer, kv, batch_size: int, device: str, precision: str = "fp32") -> AugmentTools:
+    """The stage's tools, built outside the timings as the stage builds them once per process; a
+    new GloveNeighbours each time, so every timed run starts with an empty word cache."""
+    return AugmentTools(tokenizer, MlmCandidates(model, tokenizer, k=K, batch_size=batch_size, device=device,
+                                                 precision=precision),
+                        GloveNeighbours(kv, k=K, device=device), load_stopwords())
+
+
+def fast_path(tools: AugmentTools, texts, ids, chunk: int, lookahead: bool = True,
+              spent: dict[str, float] | None = None) -> list[list[str]]:
+    """The augmented sentences of every text, through the stage's chunked pipeline. With
+    ``spent``, the seconds spent in MLM batches (inputs, forward, top-k) and in GloVe searches are
+    added to it (meaningful without ``lookahead`` only: with it they overlap the rest)."""
     if spent is not None:  # the top-k's .tolist() waits for the GPU, so host clocks are right
-        mlm._predict = clocked(mlm._predict, spent, "MLM batches")
-        glove.neighbours = clocked(glove.neighbours, spent, "GloVe search")
-    sets = candidate_sets(sentences, mlm, glove, load_stopwords())
-    return [augment_sentence(w, s, P_T, N_AUG, example_rng(SEED, i), original=t)
-            for w, s, t, i in zip(sentences, sets, texts, ids)], sets
+        tools.mlm._launch = clocked(tools.mlm._launch, spent, "MLM batches")
+        tools.mlm._tokens = clocked(tools.mlm._tokens, spent, "MLM batches")
+        tools.glove.neighbours = clocked(tools.glove.neighbours, spent, "GloVe search")
+    out = []
+    for _, variants in augmented_chunks([(t,) for t in texts], ids, tools, p_t=P_T, n_aug=N_AUG, seed=SEED,
+                                        chunk_examples=chunk, lookahead=lookahead):
+        out.extend(v[0] for v in variants)
+    return out
+
+
+def candidate_lists(tools: AugmentTools, texts) -> list:
+    """Every text's candidate sets (untimed: for comparing precisions)."""
+    return candidate_sets([basic_words(tools.tokenizer, t) for t in texts], tools.mlm, tools.glove, tools.stopwords)
 
 
 def clocked(fn, spent: dict[str, float], name: str):
@@ -134,23 +151,32 @@ def main() -> None:
     where = torch.cuda.get_device_name() if device == "cuda" else f"cpu, torch threads {torch.get_num_threads()}"
     print(f"{len(texts)} sentences, K={K}, N_a={N_AUG}, p_t={P_T}, {where}")
 
-    if device == "cuda":  # CUDA context and kernels, outside every timing
+    chunk = examples_per_chunk(args.batch_size)
+    tools = {precision: lambda p=precision: make_tools(model, tokenizer, kv, args.batch_size, device, p)
+             for precision in ("fp32", "bf16")}
+    if device == "cuda":  # CUDA context, kernels and the allocator's blocks, outside every timing
         for precision in ("fp32", "bf16"):
-            fast_path(model, tokenizer, kv, texts[:2], ids[:2], args.batch_size, device, precision)
+            fast_path(tools[precision](), texts, ids, chunk)
     baseline, t_base = timed(literal, model, tokenizer, kv, texts, ids, inference=False, device=device)
     inference, t_inf = timed(literal, model, tokenizer, kv, texts, ids, inference=True, device=device)
+    fp32_tools = tools["fp32"]()
+    fast, t_fast = timed(fast_path, fp32_tools, texts, ids, chunk)
     spent: dict[str, float] = {}
-    (fast, fast_sets), t_fast = timed(fast_path, model, tokenizer, kv, texts, ids, args.batch_size, device, spent=spent)
-    (bf16, bf16_sets), t_bf16 = timed(fast_path, model, tokenizer, kv, texts, ids, args.batch_size, device, "bf16")
-    assert baseline == inference == fast, "the fast path and the literal algorithm disagree"
+    serial, t_serial = timed(fast_path, tools["fp32"](), texts, ids, chunk, lookahead=False, spent=spent)
+    bf16_tools = tools["bf16"]()
+    bf16, t_bf16 = timed(fast_path, bf16_tools, texts, ids, chunk)
+    assert baseline == inference == fast == serial, "the fast path and the literal algorithm disagree"
     n = len(texts)
+    target = "100x on a GPU" if device == "cuda" else "25x on 2 CPU cores"
     print(f"literal, as the reference runs it   {n / t_base:8.2f} sentences/s")
     print(f"literal, inference mode             {n / t_inf:8.2f} sentences/s   {t_base / t_inf:5.1f}x")
-    print(f"fast path                           {n / t_fast:8.2f} sentences/s   {t_base / t_fast:5.1f}x "
-          f"(target >= {'100x on a GPU' if device == 'cuda' else '25x on 2 CPU cores'})")
-    shares = ", ".join(f"{name} {seconds / t_fast:.0%}" for name, seconds in spent.items())
-    print(f"  fast path's time: {shares}, the rest (words, sampling, Python) {1 - sum(spent.values()) / t_fast:.0%}")
-    print("same augmented sentences from all three: yes")
+    print(f"fast path                           {n / t_fast:8.2f} sentences/s   {t_base / t_fast:5.1f}x (target >= {target}; "
+          f"chunks of {chunk} examples, each chunk's candidates computed while the one before is sampled)")
+    print(f"fast path, one chunk at a time      {n / t_serial:8.2f} sentences/s   {t_base / t_serial:5.1f}x")
+    shares = ", ".join(f"{name} {seconds / t_serial:.0%}" for name, seconds in spent.items())
+    print(f"  its time: {shares}, the rest (words, sampling, Python) {1 - sum(spent.values()) / t_serial:.0%}")
+    print("same augmented sentences from all four: yes")
+    fast_sets, bf16_sets = candidate_lists(fp32_tools, texts), candidate_lists(bf16_tools, texts)
     pairs = [(a, b) for sa, sb in zip(fast_sets, bf16_sets) for a, b in zip(sa, sb) if a is not None]
     same_set = sum(set(a) == set(b) for a, b in pairs) / len(pairs)
     shared = sum(len(set(a) & set(b)) for a, b in pairs) / sum(len(a) for a, _ in pairs)

@@ -92,7 +92,9 @@ def test_model_sees_masked_sentence_then_original_with_segment_ids(tokenizer):
         [cls, a, mask, sep, a, dog, sep, pad, pad],
     ]
     assert batch["token_type_ids"].tolist() == [[0, 0, 0, 0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1, 1, 0, 0]]
-    assert batch["attention_mask"].tolist() == [[1] * 9, [1] * 7 + [0, 0]]
+    # As the (batch, 1, query, key) mask transformers builds from the padding: every query sees the row's tokens.
+    assert batch["attention_mask"].shape == (2, 1, 9, 9)
+    assert batch["attention_mask"][:, 0].tolist() == [[[True] * 9] * 9, [[True] * 7 + [False] * 2] * 9]
 
 
 def test_lm_head_runs_only_at_masked_positions(tokenizer):
@@ -165,3 +167,14 @@ def test_bf16_precision_still_predicts_the_clear_favourites(tokenizer):
 def test_unknown_mlm_precision_is_refused(tokenizer):
     with pytest.raises(ValueError, match="precision"):
         MlmCandidates(make_mlm(tokenizer), tokenizer, k=3, batch_size=8, precision="fp8")
+
+
+def test_the_prepared_attention_mask_gives_the_same_states_as_the_padding_mask(tokenizer):
+    model = make_mlm(tokenizer).eval()
+    seen = []
+    model.bert.register_forward_pre_hook(lambda mod, args, kwargs: seen.append(dict(kwargs)), with_kwargs=True)
+    MlmCandidates(model, tokenizer, k=3, batch_size=8).candidates([["the", "cat", "sat", "down"], ["a", "dog"]], [[1], [1]])
+    prepared = seen[0]
+    padding = {**prepared, "attention_mask": prepared["attention_mask"][:, 0, 0].long()}
+    with torch.inference_mode():
+        assert torch.equal(model.bert(**prepared).last_hidden_state, model.bert(**padding).last_hidden_state)

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tinybert.augment import stage
+from tinybert.augment import pipeline, stage
 from tinybert.config import AugmentConfig, BackboneConfig
 from tinybert.errors import InputError
 from tinybert.io import read_sharded
@@ -193,7 +193,7 @@ def test_failure_mid_run_leaves_no_output_folder(tmp_path, glove_file, mlm_dir, 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(stage, "augment_sentence", broken)
+    monkeypatch.setattr(pipeline, "augment_sentence", broken)
     with pytest.raises(RuntimeError, match="boom"):
         run(tmp_path, glove_file, mlm_dir)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["glove.txt", "task"]
@@ -202,7 +202,7 @@ def test_failure_mid_run_leaves_no_output_folder(tmp_path, glove_file, mlm_dir, 
 def test_failure_keeps_the_previous_output(tmp_path, glove_file, mlm_dir, monkeypatch):
     run(tmp_path, glove_file, mlm_dir)
     before = read_sharded(tmp_path / "out")
-    monkeypatch.setattr(stage, "augment_sentence", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(pipeline, "augment_sentence", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         run(tmp_path, glove_file, mlm_dir, p_t=0.0)
     assert read_sharded(tmp_path / "out").equals(before)

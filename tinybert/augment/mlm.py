@@ -96,6 +96,14 @@ class PairInputs:
         return {key: torch.from_numpy(value) for key, value in inputs.items()}, torch.from_numpy(positions)
 
 
+@dataclass(frozen=True)
+class _TopK:
+    """A batch's top-k vocabulary ids (on the host) and, on a GPU, the event after which they are there."""
+
+    ids: torch.Tensor
+    done: torch.cuda.Event | None
+
+
 class MlmCandidates:
     """Top-k MLM predictions for single-piece words, batched across sentences."""
 
@@ -127,6 +135,8 @@ class MlmCandidates:
         self.candidate_token = [token if token and not token.startswith("##") else None
                                 for token in tokenizer.convert_ids_to_tokens(list(range(self.vocab_size)))]
         self.uses_segments = getattr(model.config, "type_vocab_size", 0) > 1
+        # A BERT under SDPA attention takes a prepared 4-D boolean mask as it is (see _launch).
+        self._prepared_mask = hasattr(model, "bert") and getattr(model.config, "_attn_implementation", None) == "sdpa"
 
     def candidates(self, sentences: list[list[str]], targets: list[list[int]]) -> list[dict[int, list[str]]]:
         """For each sentence, ``{word index: candidates}`` for the target words that are single pieces.
@@ -156,11 +166,21 @@ class MlmCandidates:
         # Longest first: batches of similar length waste little padding; the order of
         # requests does not change any one request's result.
         order = np.argsort(-pairs.lengths[sentence_of], kind="stable")
+        # One batch in flight: batch i+1 is queued on the GPU before batch i's top-k is read, so
+        # the GPU works while the host turns ids into tokens and builds the next inputs.
+        in_flight = None
         for start, stop in self._batches(pairs.lengths[sentence_of[order]]):
             rows = order[start:stop]
-            for r, found in zip(rows.tolist(), self._predict(*pairs.batch(sentence_of[rows], piece_of[rows]))):
-                result[asked_sentence[r]][asked_word[r]] = found
+            launched = rows, self._launch(*pairs.batch(sentence_of[rows], piece_of[rows]))
+            if in_flight is not None:
+                self._store(result, asked_sentence, asked_word, *in_flight)
+            in_flight = launched
+        self._store(result, asked_sentence, asked_word, *in_flight)
         return result
+
+    def _store(self, result, asked_sentence, asked_word, rows: np.ndarray, top: "_TopK") -> None:
+        for r, found in zip(rows.tolist(), self._tokens(top)):
+            result[asked_sentence[r]][asked_word[r]] = found
 
     def _batches(self, lengths: np.ndarray) -> list[tuple[int, int]]:
         """(start, stop) of consecutive runs of the inputs, sorted longest first: at most
@@ -179,17 +199,40 @@ class MlmCandidates:
         bounds.append((start, len(lengths)))
         return bounds
 
-    def _predict(self, inputs: dict[str, torch.Tensor], masked_positions: torch.Tensor) -> list[list[str]]:
+    def _launch(self, inputs: dict[str, torch.Tensor], masked_positions: torch.Tensor) -> "_TopK":
+        """Start one batch: on a GPU every step is queued without waiting for it."""
         if not self.uses_segments:
             inputs = {key: value for key, value in inputs.items() if key != "token_type_ids"}
-        inputs = {key: value.to(self.device, non_blocking=True) for key, value in inputs.items()}
+        padded = not bool(inputs["attention_mask"].all())  # host arrays: no wait
+        on_gpu = self.device.type == "cuda"
+        # From pinned memory a copy to the GPU is queued; from pageable memory it waits for the
+        # GPU to finish the batch before.
+        inputs = {key: (value.pin_memory() if on_gpu else value).to(self.device, non_blocking=True)
+                  for key, value in inputs.items()}
+        if padded and self._prepared_mask:
+            # transformers checks a 2-D mask for padding with a GPU read (a wait for the batch
+            # before); this is the 4-D mask it would build from it, same values and layout.
+            keep = inputs["attention_mask"].bool()
+            inputs["attention_mask"] = keep[:, None, None, :].expand(len(keep), 1, keep.shape[1], keep.shape[1])
         rows = torch.arange(len(masked_positions), device=self.device)
         positions = masked_positions.to(self.device, non_blocking=True)
         with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
             logits = self._masked_logits(inputs, (rows, positions))
-        top = torch.topk(logits[:, : self.vocab_size].float(), min(self.k, self.vocab_size), dim=1).indices.tolist()
+            top = torch.topk(logits[:, : self.vocab_size].float(), min(self.k, self.vocab_size), dim=1).indices
+        if not on_gpu:
+            return _TopK(top, None)
+        host = torch.empty(top.shape, dtype=top.dtype, pin_memory=True)
+        host.copy_(top, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return _TopK(host, done)
+
+    def _tokens(self, top: "_TopK") -> list[list[str]]:
+        """The candidate tokens of a launched batch, once it is done."""
+        if top.done is not None:
+            top.done.synchronize()
         usable = self.candidate_token
-        return [[usable[i] for i in ids if usable[i] is not None] for ids in top]
+        return [[usable[i] for i in ids if usable[i] is not None] for ids in top.ids.tolist()]
 
     def _masked_logits(self, inputs: dict, masked: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Logits at each row's masked position; ``masked`` is (row indices, positions)."""

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tinybert.augment.algorithm import augment_sentence, candidate_sets, example_rng
 from tinybert.augment.glove import GloveNeighbours, load_glove
 from tinybert.augment.mlm import MlmCandidates
-from tinybert.augment.words import basic_words, load_stopwords
+from tinybert.augment.pipeline import AugmentTools, augmented_chunks
+from tinybert.augment.words import load_stopwords
 from tinybert.config import AugmentConfig, BackboneConfig
 from tinybert.errors import InputError
 from tinybert.io import file_sha256, read_rows
@@ -52,6 +51,12 @@ MANIFEST_KEYS = (
 # Examples whose candidate sets are computed together: enough MLM inputs to fill several
 # batches, few enough that progress is reported often.
 CHUNK_EXAMPLES = 128
+
+
+def examples_per_chunk(batch_size: int) -> int:
+    """Examples whose candidates are computed together: a chunk yields about 9 MLM inputs per
+    example (movie reviews), so large GPU batches need larger chunks to be full."""
+    return max(CHUNK_EXAMPLES, batch_size // 2)
 
 
 def check_train(task_dir: Path) -> int:
@@ -108,33 +113,23 @@ def example_rows(text: str, text_b: str | None, variants: list[str], variants_b:
         yield text, variant, False
 
 
-@dataclass
-class _Models:
-    """The masked LM, GloVe index and stop words, loaded once per process."""
-
-    tokenizer: object
-    mlm: MlmCandidates
-    glove: GloveNeighbours
-    stopwords: frozenset
-
-
-_LOADED: dict[tuple, _Models] = {}
+_LOADED: dict[tuple, AugmentTools] = {}  # the MLM, GloVe index and stop words, loaded once per process
 _LOADING = threading.Lock()  # shards may run in threads (Prefect); load the models once
 
 
-def _models(cfg: AugmentConfig, mlm_dir: Path) -> _Models:
+def _models(cfg: AugmentConfig, mlm_dir: Path) -> AugmentTools:
     key = (str(mlm_dir), cfg.glove, cfg.glove_limit, cfg.k, cfg.batch_size, cfg.batch_tokens, cfg.precision)
     with _LOADING:
         return _LOADED[key] if key in _LOADED else _load_models(key, cfg, mlm_dir)
 
 
-def _load_models(key: tuple, cfg: AugmentConfig, mlm_dir: Path) -> _Models:
+def _load_models(key: tuple, cfg: AugmentConfig, mlm_dir: Path) -> AugmentTools:
     import torch
 
     model, tokenizer = load_mlm(mlm_dir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     _LOADED.clear()  # one configuration per process
-    _LOADED[key] = _Models(
+    _LOADED[key] = AugmentTools(
         tokenizer,
         MlmCandidates(model, tokenizer, k=cfg.k, batch_size=cfg.batch_size, batch_tokens=cfg.batch_tokens,
                       device=device, precision=cfg.precision),
@@ -165,25 +160,11 @@ def augment_shard(job: ShardJob, shard: Shard) -> tuple[pa.Table, dict]:
 
     stats: Counter = Counter()
     progress = ShardProgress("augment", shard, limit, "examples")
-    # A chunk yields about 9 MLM inputs per example (movie reviews): large GPU batches need larger chunks to be full.
-    chunk = max(CHUNK_EXAMPLES, cfg.batch_size // 2)
-    for start in range(0, limit, chunk):
-        rows = range(start, min(start + chunk, limit))
-        sentences, owners = [], []  # [text, text_b?] per example, in order
-        for r in rows:
-            for part, text in enumerate((texts[r], texts_b[r])):
-                if text is not None:
-                    sentences.append(basic_words(models.tokenizer, text))
-                    owners.append((r, part))
-        sets = candidate_sets(sentences, models.mlm, models.glove, models.stopwords, stats)
-        # One generator per example, used for text then text_b.
-        rngs = {r: example_rng(cfg.seed, ids[r]) for r in rows}
-        variants: dict[tuple[int, int], list[str]] = {}
-        for (r, part), words, word_sets in zip(owners, sentences, sets):
-            original = texts[r] if part == 0 else texts_b[r]
-            variants[r, part] = augment_sentence(words, word_sets, cfg.p_t, cfg.n_aug, rngs[r], original=original)
-        for r in rows:
-            for v, (text, text_b, is_original) in enumerate(example_rows(texts[r], texts_b[r], variants[r, 0], variants.get((r, 1)))):
+    examples = list(zip(texts[:limit], texts_b[:limit]))
+    for rows, variants in augmented_chunks(examples, ids, models, p_t=cfg.p_t, n_aug=cfg.n_aug, seed=cfg.seed,
+                                           chunk_examples=examples_per_chunk(cfg.batch_size), stats=stats):
+        for r, (first, second) in zip(rows, variants):
+            for v, (text, text_b, is_original) in enumerate(example_rows(texts[r], texts_b[r], first, second)):
                 add(r, v, text, text_b, is_original)
         progress.advance(len(rows))
     for r in range(limit, len(texts)):
