@@ -1,3 +1,4 @@
+import sys
 import threading
 
 import pytest
@@ -79,3 +80,12 @@ def test_a_failure_computing_a_later_chunk_reaches_the_caller(tokenizer, tiny_kv
 
 def test_no_examples_yield_no_chunks(tokenizer, tiny_kv):
     assert augment(tools(tokenizer, tiny_kv), chunk=4, examples=[]) == []
+
+
+def test_the_interpreter_switch_interval_is_shortened_only_while_chunks_are_produced(tokenizer, tiny_kv):
+    before = sys.getswitchinterval()
+    chunks = augmented_chunks(EXAMPLES, IDS, tools(tokenizer, tiny_kv), p_t=0.5, n_aug=2, seed=1, chunk_examples=2)
+    next(chunks)
+    assert sys.getswitchinterval() == min(before, pipeline.SWITCH_INTERVAL)
+    list(chunks)
+    assert sys.getswitchinterval() == before
