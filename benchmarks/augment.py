@@ -7,11 +7,10 @@ N_a=4, one run measures sentences per second of:
    gradients on, the LM head over every position, GloVe similarities recomputed per word
    (tests/augment/reference.py);
 2. the same baseline under inference mode;
-3. the fast path (tinybert.augment), as the stage runs it: MLM inputs batched across sentences and
-   positions under inference mode, the head only at masked positions, GloVe top-K batched and
-   cached per word, in chunks whose candidates are computed one chunk ahead of the sampling;
-4. the same fast path one chunk at a time, with where its time goes;
-and checks that all four write the same sentences; then the fast path under bf16 autocast
+3. the fast path (tinybert.augment), chunk by chunk as the stage runs it: MLM inputs batched across
+   sentences and positions under inference mode, the head only at masked positions, one batch
+   in flight on a GPU, GloVe top-K batched and cached per word; and where its time goes;
+and checks that all three write the same sentences; then the fast path under bf16 autocast
 (``augment.precision: bf16``), with how far its candidates differ from the exact ones. Then the augment stage itself (a subprocess
 each): peak memory at two dataset sizes, and its speed with each of ``--workers`` local worker
 processes (on a GPU they share it, each doing its host work while the others' batches run).
@@ -56,18 +55,16 @@ def make_tools(model, tokenizer, kv, batch_size: int, device: str, precision: st
                         GloveNeighbours(kv, k=K, device=device), load_stopwords())
 
 
-def fast_path(tools: AugmentTools, texts, ids, chunk: int, lookahead: bool = True,
-              spent: dict[str, float] | None = None) -> list[list[str]]:
-    """The augmented sentences of every text, through the stage's chunked pipeline. With
-    ``spent``, the seconds spent in MLM batches (inputs, forward, top-k) and in GloVe searches are
-    added to it (meaningful without ``lookahead`` only: with it they overlap the rest)."""
+def fast_path(tools: AugmentTools, texts, ids, chunk: int, spent: dict[str, float] | None = None) -> list[list[str]]:
+    """The augmented sentences of every text, through the stage's chunked loop. With ``spent``,
+    the seconds spent in MLM batches (inputs, forward, top-k) and in GloVe searches are added to it."""
     if spent is not None:  # the top-k's .tolist() waits for the GPU, so host clocks are right
         tools.mlm._launch = clocked(tools.mlm._launch, spent, "MLM batches")
         tools.mlm._tokens = clocked(tools.mlm._tokens, spent, "MLM batches")
         tools.glove.neighbours = clocked(tools.glove.neighbours, spent, "GloVe search")
     out = []
     for _, variants in augmented_chunks([(t,) for t in texts], ids, tools, p_t=P_T, n_aug=N_AUG, seed=SEED,
-                                        chunk_examples=chunk, lookahead=lookahead):
+                                        chunk_examples=chunk):
         out.extend(v[0] for v in variants)
     return out
 
@@ -160,22 +157,20 @@ def main() -> None:
     baseline, t_base = timed(literal, model, tokenizer, kv, texts, ids, inference=False, device=device)
     inference, t_inf = timed(literal, model, tokenizer, kv, texts, ids, inference=True, device=device)
     fp32_tools = tools["fp32"]()
-    fast, t_fast = timed(fast_path, fp32_tools, texts, ids, chunk)
     spent: dict[str, float] = {}
-    serial, t_serial = timed(fast_path, tools["fp32"](), texts, ids, chunk, lookahead=False, spent=spent)
+    fast, t_fast = timed(fast_path, fp32_tools, texts, ids, chunk, spent=spent)
     bf16_tools = tools["bf16"]()
     bf16, t_bf16 = timed(fast_path, bf16_tools, texts, ids, chunk)
-    assert baseline == inference == fast == serial, "the fast path and the literal algorithm disagree"
+    assert baseline == inference == fast, "the fast path and the literal algorithm disagree"
     n = len(texts)
     target = "100x on a GPU" if device == "cuda" else "25x on 2 CPU cores"
     print(f"literal, as the reference runs it   {n / t_base:8.2f} sentences/s")
     print(f"literal, inference mode             {n / t_inf:8.2f} sentences/s   {t_base / t_inf:5.1f}x")
-    print(f"fast path                           {n / t_fast:8.2f} sentences/s   {t_base / t_fast:5.1f}x (target >= {target}; "
-          f"chunks of {chunk} examples, each chunk's candidates computed while the one before is sampled)")
-    print(f"fast path, one chunk at a time      {n / t_serial:8.2f} sentences/s   {t_base / t_serial:5.1f}x")
-    shares = ", ".join(f"{name} {seconds / t_serial:.0%}" for name, seconds in spent.items())
-    print(f"  its time: {shares}, the rest (words, sampling, Python) {1 - sum(spent.values()) / t_serial:.0%}")
-    print("same augmented sentences from all four: yes")
+    print(f"fast path                           {n / t_fast:8.2f} sentences/s   {t_base / t_fast:5.1f}x "
+          f"(target >= {target}; chunks of {chunk} examples)")
+    shares = ", ".join(f"{name} {seconds / t_fast:.0%}" for name, seconds in spent.items())
+    print(f"  its time: {shares}, the rest (words, sampling, Python) {1 - sum(spent.values()) / t_fast:.0%}")
+    print("same augmented sentences from all three: yes")
     fast_sets, bf16_sets = candidate_lists(fp32_tools, texts), candidate_lists(bf16_tools, texts)
     pairs = [(a, b) for sa, sb in zip(fast_sets, bf16_sets) for a, b in zip(sa, sb) if a is not None]
     same_set = sum(set(a) == set(b) for a, b in pairs) / len(pairs)

@@ -101,6 +101,7 @@ STAGES: tuple[Stage, ...] = (
         outs={"out_dir": "data/augmented"},
         code=(
             "tinybert/augment/stage.py",
+            "tinybert/augment/pipeline.py",
             "tinybert/augment/algorithm.py",
             "tinybert/augment/mlm.py",
             "tinybert/augment/glove.py",
