@@ -102,6 +102,7 @@ STAGES: tuple[Stage, ...] = (
         code=(
             "tinybert/augment/stage.py",
             "tinybert/augment/pipeline.py",
+            "tinybert/heap.py",
             "tinybert/augment/algorithm.py",
             "tinybert/augment/mlm.py",
             "tinybert/augment/glove.py",

@@ -126,6 +126,9 @@ def _models(cfg: AugmentConfig, mlm_dir: Path) -> AugmentTools:
 def _load_models(key: tuple, cfg: AugmentConfig, mlm_dir: Path) -> AugmentTools:
     import torch
 
+    from tinybert.heap import fix_mmap_threshold
+
+    fix_mmap_threshold()  # else memory creeps up over a long run (tinybert/heap.py)
     model, tokenizer = load_mlm(mlm_dir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     _LOADED.clear()  # one configuration per process
