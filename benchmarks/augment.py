@@ -58,7 +58,7 @@ def make_tools(model, tokenizer, kv, batch_size: int, device: str, precision: st
 def fast_path(tools: AugmentTools, texts, ids, chunk: int, spent: dict[str, float] | None = None) -> list[list[str]]:
     """The augmented sentences of every text, through the stage's chunked loop. With ``spent``,
     the seconds spent in MLM batches (inputs, forward, top-k) and in GloVe searches are added to it."""
-    if spent is not None:  # the top-k's .tolist() waits for the GPU, so host clocks are right
+    if spent is not None:  # _tokens waits for its batch on the GPU, so host clocks are right
         tools.mlm._launch = clocked(tools.mlm._launch, spent, "MLM batches")
         tools.mlm._tokens = clocked(tools.mlm._tokens, spent, "MLM batches")
         tools.glove.neighbours = clocked(tools.glove.neighbours, spent, "GloVe search")
@@ -84,9 +84,13 @@ def clocked(fn, spent: dict[str, float], name: str):
     return wrapper
 
 
-def literal(model, tokenizer, kv, texts, ids, inference: bool, device: str) -> list[list[str]]:
-    reference = ReferenceAugmenter(model, tokenizer, kv, k=K, p_t=P_T, n_aug=N_AUG, stopwords=load_stopwords(),
-                                   inference=inference, device=device)
+def make_reference(model, tokenizer, kv, inference: bool, device: str) -> ReferenceAugmenter:
+    """The literal algorithm, built outside the timings like the fast path's tools."""
+    return ReferenceAugmenter(model, tokenizer, kv, k=K, p_t=P_T, n_aug=N_AUG, stopwords=load_stopwords(),
+                              inference=inference, device=device)
+
+
+def literal(reference: ReferenceAugmenter, texts, ids) -> list[list[str]]:
     return [reference.augment(t, example_rng(SEED, i)) for t, i in zip(texts, ids)]
 
 
@@ -154,8 +158,8 @@ def main() -> None:
     if device == "cuda":  # CUDA context, kernels and the allocator's blocks, outside every timing
         for precision in ("fp32", "bf16"):
             fast_path(tools[precision](), texts, ids, chunk)
-    baseline, t_base = timed(literal, model, tokenizer, kv, texts, ids, inference=False, device=device)
-    inference, t_inf = timed(literal, model, tokenizer, kv, texts, ids, inference=True, device=device)
+    baseline, t_base = timed(literal, make_reference(model, tokenizer, kv, False, device), texts, ids)
+    inference, t_inf = timed(literal, make_reference(model, tokenizer, kv, True, device), texts, ids)
     fp32_tools = tools["fp32"]()
     spent: dict[str, float] = {}
     fast, t_fast = timed(fast_path, fp32_tools, texts, ids, chunk, spent=spent)

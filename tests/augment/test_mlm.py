@@ -169,12 +169,18 @@ def test_unknown_mlm_precision_is_refused(tokenizer):
         MlmCandidates(make_mlm(tokenizer), tokenizer, k=3, batch_size=8, precision="fp8")
 
 
-def test_the_prepared_attention_mask_gives_the_same_states_as_the_padding_mask(tokenizer):
+@pytest.mark.parametrize("sentences", [[["the", "cat", "sat", "down"], ["a", "dog"]], [["the", "cat"], ["a", "dog"]]],
+                         ids=["padded", "unpadded"])
+def test_the_mask_handed_to_bert_gives_the_same_states_as_the_padding_mask(tokenizer, sentences):
     model = make_mlm(tokenizer).eval()
     seen = []
     model.bert.register_forward_pre_hook(lambda mod, args, kwargs: seen.append(dict(kwargs)), with_kwargs=True)
-    MlmCandidates(model, tokenizer, k=3, batch_size=8).candidates([["the", "cat", "sat", "down"], ["a", "dog"]], [[1], [1]])
-    prepared = seen[0]
-    padding = {**prepared, "attention_mask": prepared["attention_mask"][:, 0, 0].long()}
+    MlmCandidates(model, tokenizer, k=3, batch_size=8).candidates(sentences, [[1], [1]])
+    given = seen[0]
+    if given.get("attention_mask") is None:  # no padding: no mask, as transformers itself decides
+        padding = torch.ones_like(given["input_ids"])
+    else:
+        padding = given["attention_mask"][:, 0, 0].long()
     with torch.inference_mode():
-        assert torch.equal(model.bert(**prepared).last_hidden_state, model.bert(**padding).last_hidden_state)
+        assert torch.equal(model.bert(**given).last_hidden_state,
+                           model.bert(**{**given, "attention_mask": padding}).last_hidden_state)

@@ -136,7 +136,10 @@ class MlmCandidates:
                                 for token in tokenizer.convert_ids_to_tokens(list(range(self.vocab_size)))]
         self.uses_segments = getattr(model.config, "type_vocab_size", 0) > 1
         # A BERT under SDPA attention takes a prepared 4-D boolean mask as it is (see _launch).
-        self._prepared_mask = hasattr(model, "bert") and getattr(model.config, "_attn_implementation", None) == "sdpa"
+        config = model.config
+        self._prepared_mask = (hasattr(model, "bert") and getattr(config, "model_type", None) == "bert"
+                               and not getattr(config, "is_decoder", False)
+                               and getattr(config, "_attn_implementation", None) == "sdpa")
 
     def candidates(self, sentences: list[list[str]], targets: list[list[int]]) -> list[dict[int, list[str]]]:
         """For each sentence, ``{word index: candidates}`` for the target words that are single pieces.
@@ -207,15 +210,19 @@ class MlmCandidates:
         on_gpu = self.device.type == "cuda"
         # From pinned memory a copy to the GPU is queued; from pageable memory it waits for the
         # GPU to finish the batch before.
-        inputs = {key: (value.pin_memory() if on_gpu else value).to(self.device, non_blocking=True)
-                  for key, value in inputs.items()}
-        if padded and self._prepared_mask:
+        to_device = lambda value: (value.pin_memory() if on_gpu else value).to(self.device, non_blocking=True)  # noqa: E731
+        mask = inputs.pop("attention_mask")
+        inputs = {key: to_device(value) for key, value in inputs.items()}
+        if not self._prepared_mask:
+            inputs["attention_mask"] = to_device(mask)
+        elif padded:
             # transformers checks a 2-D mask for padding with a GPU read (a wait for the batch
-            # before); this is the 4-D mask it would build from it, same values and layout.
-            keep = inputs["attention_mask"].bool()
+            # before). This is the 4-D mask it would build from a padded one, same values and
+            # layout; without padding it uses no mask, as when none is given.
+            keep = to_device(mask).bool()
             inputs["attention_mask"] = keep[:, None, None, :].expand(len(keep), 1, keep.shape[1], keep.shape[1])
         rows = torch.arange(len(masked_positions), device=self.device)
-        positions = masked_positions.to(self.device, non_blocking=True)
+        positions = to_device(masked_positions)
         with torch.inference_mode(), torch.autocast(self.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
             logits = self._masked_logits(inputs, (rows, positions))
             top = torch.topk(logits[:, : self.vocab_size].float(), min(self.k, self.vocab_size), dim=1).indices
@@ -224,7 +231,7 @@ class MlmCandidates:
         host = torch.empty(top.shape, dtype=top.dtype, pin_memory=True)
         host.copy_(top, non_blocking=True)
         done = torch.cuda.Event()
-        done.record()
+        done.record(torch.cuda.current_stream(self.device))  # the stream the copy was queued on
         return _TopK(host, done)
 
     def _tokens(self, top: "_TopK") -> list[list[str]]:
