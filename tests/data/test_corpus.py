@@ -280,3 +280,27 @@ def test_corrupt_dump_names_the_file(tmp_path):
     with pytest.raises(InputError) as excinfo:
         build(tmp_path, src)
     assert_input_error(excinfo, "bad.xml.bz2")
+
+
+def test_text_is_read_line_by_line_with_the_documents_a_whole_file_split_at_blank_lines_gives(tmp_path):
+    import random
+    import re
+
+    rng = random.Random(0)
+    pieces = ["word", "other words", " ", "\t", "\r", "\n", "\r\n", "\n\n", "\n \t\n", "\u00a0", "é", "\f\n"]
+    for trial in range(200):
+        content = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 40)))
+        src = tmp_path / f"t{trial}.txt"
+        src.write_bytes(content.encode("utf-8"))
+        # the rule as first written: the whole file, split at lines of ASCII blanks
+        whole = re.split(r"\n[ \t\r\f\v]*\n", content.replace("\r\n", "\n"))
+        expected = [d for d in (re.sub(r"\s+", " ", doc).strip() for doc in whole) if d]
+        streamed = [d for d in (re.sub(r"\s+", " ", doc).strip() for doc in corpus.read_text(src)) if d]
+        assert streamed == expected, repr(content)
+
+
+def test_text_that_is_not_utf8_names_the_file_and_the_byte(tmp_path):
+    src = tmp_path / "corpus.txt"
+    src.write_bytes("First document is fine.\n\nSecond one has a bad byte: ".encode() + b"\xff" + b" here.\n")
+    with pytest.raises(InputError, match=r"corpus.txt: not UTF-8 text \(byte 52\)"):
+        list(corpus.read_text(src))

@@ -49,7 +49,7 @@ DUMP_MIN_WORDS = 50
 TOKENIZE_BATCH = 256
 
 _WS = re.compile(r"\s+")
-_BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
+_BLANK = re.compile(r"[ \t\r\f\v]*\n?")  # a blank line, its line end included
 _HEADING = re.compile(r"^\s*=+[^=\n]*=+\s*$", re.MULTILINE)
 _BOLD_ITALIC = re.compile(r"'{2,}")
 
@@ -115,12 +115,28 @@ def read_wiki_json(path: Path) -> Iterator[str]:
 
 
 def read_text(path: Path) -> Iterator[str]:
+    """Documents of a text file (or of a folder's ``.txt`` files), separated by blank lines.
+
+    Read line by line, so memory holds one document, not the file: a corpus of large text files
+    streams like a dump. A line of spaces, tabs and other ASCII blanks only counts as blank."""
     for file in _text_files(path) if path.is_dir() else [path]:
-        try:
-            content = file.read_text(encoding="utf-8")
-        except UnicodeDecodeError as err:
-            raise InputError(f"{file}: not UTF-8 text (byte {err.start})") from None
-        yield from _BLANK_LINE.split(content.replace("\r\n", "\n"))
+        lines: list[str] = []
+        offset = 0  # bytes read, for the error message
+        with open(file, "rb") as fh:
+            for raw in fh:
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise InputError(f"{file}: not UTF-8 text (byte {offset + err.start})") from None
+                offset += len(raw)
+                if _BLANK.fullmatch(line):
+                    if lines:
+                        yield "".join(lines)
+                    lines = []
+                else:
+                    lines.append(line)
+        if lines:
+            yield "".join(lines)
 
 
 def read_wiki_dump(path: Path) -> Iterator[str]:
