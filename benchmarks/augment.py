@@ -74,6 +74,19 @@ def candidate_lists(tools: AugmentTools, texts) -> list:
     return candidate_sets([basic_words(tools.tokenizer, t) for t in texts], tools.mlm, tools.glove, tools.stopwords)
 
 
+def profile(tools: AugmentTools, texts, ids, chunk: int, device: str, path: Path) -> None:
+    """torch.profiler's operator table of one fast-path run, by device time, then by host time."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with torch_profile(activities=activities) as prof:
+        fast_path(tools, texts, ids, chunk)
+    table = prof.key_averages()
+    orders = (["self_device_time_total"] if device == "cuda" else []) + ["self_cpu_time_total"]
+    path.write_text("\n\n".join(f"sorted by {key}\n" + table.table(sort_by=key, row_limit=30) for key in orders) + "\n")
+
+
 def clocked(fn, spent: dict[str, float], name: str):
     def wrapper(*args, **kwargs):
         began = time.perf_counter()
@@ -135,6 +148,8 @@ def main() -> None:
     parser.add_argument("--shard-rows", type=int, default=250)
     parser.add_argument("--worker-rows", type=int, default=500, help="rows for the worker timings (0: skip)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to time the stage with")
+    parser.add_argument("--profile", type=Path, help="also write torch.profiler tables of the fast path, "
+                        "fp32 and bf16, into this folder (augment-profile-fp32.txt, augment-profile-bf16.txt)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="where the MLM runs, for the baseline and the fast path alike (auto: cuda if present)")
     args = parser.parse_args()
@@ -183,6 +198,11 @@ def main() -> None:
     print(f"fast path, bf16 (augment.precision)  {n / t_bf16:8.2f} sentences/s   {t_base / t_bf16:5.1f}x "
           f"(not exact: {same_set:.1%} of candidate sets equal, {shared:.1%} of candidates shared, "
           f"{same_rows:.1%} of examples give the same sentences)")
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        for precision in ("fp32", "bf16"):
+            profile(tools[precision](), texts, ids, chunk, device, args.profile / f"augment-profile-{precision}.txt")
+        print(f"profiles written to {args.profile}")
 
     for rows in sorted(args.memory_sizes):
         seconds, peak, sentences = run_stage(rows, args.mlm, args.task, shard_rows=args.shard_rows,

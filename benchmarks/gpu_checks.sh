@@ -9,7 +9,8 @@
 #   CHECKS="augment distillation" PRECISIONS="fp32 bf16" BATCHES="32" ASSETS=.gpu bash benchmarks/gpu_checks.sh
 #
 # CHECKS (tests augment augment-stage distillation inference), PRECISIONS and BATCHES pick a subset, for a lease
-# too short for everything; by default all run.
+# too short for everything; by default all run. A device call brings back at most 8 files from
+# $OUT: with all checks, read the rest in the call's output (each check prints its tail).
 #
 # The GPU machine has torch and transformers but may lack this project's other imports, and it
 # cannot download: put wheels in .whl/ (pip download --only-binary :all: --no-deps gensim pydantic
@@ -58,7 +59,7 @@ wanted tests && check tests 240 python -m pytest -q -p no:cacheprovider tests/te
     tests/test_training.py tests/test_models.py
 # Batches of 512 (chunks of 256 examples): as fast as 1024 on the H200, with less memory.
 wanted augment && check augment 300 python benchmarks/augment.py --device "$DEVICE" --sentences "$SENTENCES" --batch-size 512 \
-    --memory-sizes --worker-rows 0 "${MLM[@]}"
+    --memory-sizes --worker-rows 0 --profile "$OUT" "${MLM[@]}"
 wanted augment-stage && check augment-stage 300 python benchmarks/augment.py --device "$DEVICE" --sentences 8 --memory-sizes \
     --batch-size 512 --worker-rows "$WORKER_ROWS" --shard-rows "$SHARD_ROWS" --workers 1 2 4 "${MLM[@]}"
 # fp16 needs a GPU: the smoke run on a CPU leaves it out.
