@@ -44,7 +44,7 @@ class BackboneConfig(Section):
 
 class CorpusConfig(Section):
     source: str = "embedded:wikipedia-summaries"
-    format: Literal["auto", "wiki-json", "text", "wiki-dump"] = "auto"
+    format: Literal["auto", "wiki-json", "jsonl", "text", "wiki-dump"] = "auto"
     max_seq_len: int = Field(128, ge=8, le=512)
     max_documents: int | None = Field(None, ge=1)
     min_chars: int = Field(20, ge=0, description="documents shorter than this are dropped")

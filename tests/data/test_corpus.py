@@ -152,6 +152,10 @@ def test_embedded_summaries_default_is_read_as_wiki_json(tmp_path):
     ("pages.json", b"{}", "wiki-json"),
     ("notes.txt", b"hello", "text"),
     ("no-suffix", b'  [{"text": "x"}]', "wiki-json"),
+    ("pages.jsonl", b'{"text": "x"}', "jsonl"),
+    ("wiki_00", b'{"id": "1", "text": "x"}\n{"id": "2", "text": "y"}\n', "jsonl"),  # WikiExtractor's output
+    ("no-suffix", b'{"a": {"text": "x"}}', "wiki-json"),  # one object, nothing after it
+    ("no-suffix", b'{\n "a": "x"\n}\n', "wiki-json"),  # an object over several lines
     ("no-suffix", b"BZh91AY&SY", "wiki-dump"),
 ])
 def test_auto_format_is_decided_from_the_name_then_the_first_bytes(tmp_path, name, content, expected):
@@ -304,3 +308,25 @@ def test_text_that_is_not_utf8_names_the_file_and_the_byte(tmp_path):
     src.write_bytes("First document is fine.\n\nSecond one has a bad byte: ".encode() + b"\xff" + b" here.\n")
     with pytest.raises(InputError, match=r"corpus.txt: not UTF-8 text \(byte 52\)"):
         list(corpus.read_text(src))
+
+
+def test_json_lines_give_one_document_per_line_as_wikiextractor_writes_them(tmp_path, tok):
+    src = tmp_path / "wiki_00"
+    lines = [{"id": "1", "title": "Hills", "text": "Hills are   landforms higher than plains."},
+             "a plain string document about rivers.", {"id": "3", "text": None}, {"id": "4", "extract": "Lakes are still."}]
+    src.write_text("\n".join(json.dumps(line) for line in lines[:2]) + "\n\n" +
+                   "\n".join(json.dumps(line) for line in lines[2:]) + "\n")
+    manifest, table = build(tmp_path, src, min_chars=5)
+    assert manifest["format"] == "jsonl"
+    assert list(decoded_docs(table, tok).values()) == [
+        "hills are landforms higher than plains.", "a plain string document about rivers.", "lakes are still."]
+
+
+def test_a_bad_json_line_names_the_file_and_the_line(tmp_path):
+    src = tmp_path / "pages.jsonl"
+    src.write_text('{"text": "fine"}\n{"text": broken}\n')
+    with pytest.raises(InputError, match=r"pages.jsonl: line 2 is not valid UTF-8 JSON"):
+        list(corpus.read_jsonl(src))
+    src.write_text('{"text": "fine"}\n[1, 2]\n')
+    with pytest.raises(InputError, match=r"pages.jsonl: line 2 is neither a string nor an object"):
+        list(corpus.read_jsonl(src))

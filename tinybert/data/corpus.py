@@ -62,17 +62,30 @@ def detect_format(path: Path) -> str:
     name = path.name.lower()
     if name.endswith((".xml.bz2", ".xml", ".bz2")):
         return "wiki-dump"
+    if name.endswith(".jsonl"):
+        return "jsonl"
     if name.endswith(".json"):
         return "wiki-json"
     if name.endswith(".txt"):
         return "text"
     with open(path, "rb") as fh:
         head = fh.read(512)
+        fh.seek(0)
+        first_line, rest = fh.readline(1 << 20), fh.read(1)
     if head.startswith(b"BZh") or head.lstrip().startswith((b"<mediawiki", b"<?xml")):
         return "wiki-dump"
+    if head.lstrip()[:1] == b"{" and rest and _is_json_object(first_line):
+        return "jsonl"  # a whole object on the first line and more after it: WikiExtractor's output
     if head.lstrip()[:1] in (b"{", b"["):
         return "wiki-json"
-    raise InputError(f"{path}: cannot tell the corpus format; set corpus.format to wiki-json, text or wiki-dump")
+    raise InputError(f"{path}: cannot tell the corpus format; set corpus.format to wiki-json, jsonl, text or wiki-dump")
+
+
+def _is_json_object(line: bytes) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
 
 
 def source_sha256(path: Path) -> str:
@@ -104,14 +117,44 @@ def read_wiki_json(path: Path) -> Iterator[str]:
     else:
         raise InputError(f"{path}: expected a JSON object or list, got {type(data).__name__}")
     for key, value in entries:
-        if isinstance(value, str):
-            yield value
-        elif isinstance(value, dict) and isinstance(value.get("extract", value.get("text")), str):
-            yield value.get("extract", value.get("text"))
-        elif isinstance(value, dict) and value.get("extract", value.get("text")) is None:
-            continue  # a summary without an extract (a missing page) is not an error
-        else:
+        text = _entry_text(value)
+        if text is _NOT_AN_ENTRY:
             raise InputError(f"{path}: entry {key!r} is neither a string nor an object with 'extract' or 'text'")
+        if text is not None:
+            yield text
+
+
+def read_jsonl(path: Path) -> Iterator[str]:
+    """JSON Lines, one document per line (a string, or an object with 'text' or 'extract', as
+    WikiExtractor writes them), read line by line: memory holds one document."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                value = json.loads(raw)
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise InputError(f"{path}: line {number} is not valid UTF-8 JSON: {str(err).splitlines()[0]}") from None
+            text = _entry_text(value)
+            if text is _NOT_AN_ENTRY:
+                raise InputError(f"{path}: line {number} is neither a string nor an object with 'extract' or 'text'")
+            if text is not None:
+                yield text
+
+
+_NOT_AN_ENTRY = object()
+
+
+def _entry_text(value) -> str | None | object:
+    """A document's text; None for an object without one (a summary of a missing page, not an
+    error); ``_NOT_AN_ENTRY`` for anything else."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        text = value.get("extract", value.get("text"))
+        if isinstance(text, str) or text is None:
+            return text
+    return _NOT_AN_ENTRY
 
 
 def read_text(path: Path) -> Iterator[str]:
@@ -158,7 +201,7 @@ def read_wiki_dump(path: Path) -> Iterator[str]:
         raise InputError(f"{path}: not a readable MediaWiki dump: {str(err).splitlines()[0]}") from None
 
 
-READERS = {"wiki-json": read_wiki_json, "text": read_text, "wiki-dump": read_wiki_dump}
+READERS = {"wiki-json": read_wiki_json, "jsonl": read_jsonl, "text": read_text, "wiki-dump": read_wiki_dump}
 
 
 def documents(path: Path, fmt: str, cfg: CorpusConfig) -> Iterator[str]:
