@@ -23,10 +23,8 @@ processes (on a GPU they share it, each doing its host work while the others' ba
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
+import functools
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -43,6 +41,7 @@ from tinybert.augment.mlm import MlmCandidates  # noqa: E402
 from tinybert.augment.pipeline import AugmentTools, augmented_chunks  # noqa: E402
 from tinybert.augment.stage import examples_per_chunk, load_mlm  # noqa: E402
 from tinybert.augment.words import basic_words, load_stopwords  # noqa: E402
+from stage_process import run_measured  # noqa: E402  (beside this file)
 
 K, P_T, N_AUG, SEED = 15, 0.4, 4, 42
 
@@ -116,24 +115,13 @@ def timed(fn, *args, **kwargs):
 def run_stage(rows: int, mlm: Path, task: Path, workers: int = 1, shard_rows: int = 4096, batch_size: int = 64,
               glove: str = "embedded:glove-6b-50d") -> tuple[float, float, int]:
     """(seconds, peak RSS in MB, sentences) of one augment-stage process over the first ``rows``
-    training rows. Peak RSS is that of the largest process (the parent, or one worker)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        code = (
-            "import os, resource, sys; from pathlib import Path; from tinybert.augment import stage; "
-            "from tinybert.config import AugmentConfig, BackboneConfig; "
-            f"os.environ['TINYBERT_CHECKPOINTS'] = {tmp!r}; "
-            f"stage.run(BackboneConfig(), AugmentConfig(n_aug={N_AUG}, k={K}, max_examples={rows}, workers={workers}, "
-            f"shard_rows={shard_rows}, batch_size={batch_size}, glove={glove!r}), task_dir=Path({str(task)!r}), mlm_dir=Path({str(mlm)!r}), "
-            f"out_dir=Path({tmp!r}) / 'out'); "
-            "print(max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
-            "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))"
-        )
-        began = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", code], check=True, stderr=subprocess.DEVNULL,
-                              capture_output=False, stdout=subprocess.PIPE, text=True)
-        seconds = time.perf_counter() - began
-        manifest = json.loads((Path(tmp) / "out" / "manifest.json").read_text())
-    return seconds, int(done.stdout.split()[-1]) / 1024, manifest["source_sentences"]
+    training rows."""
+    seconds, peak, manifest = run_measured(
+        "from tinybert.augment import stage; from tinybert.config import AugmentConfig, BackboneConfig",
+        f"stage.run(BackboneConfig(), AugmentConfig(n_aug={N_AUG}, k={K}, max_examples={rows}, workers={workers}, "
+        f"shard_rows={shard_rows}, batch_size={batch_size}, glove={glove!r}), task_dir=Path({str(task)!r}), "
+        f"mlm_dir=Path({str(mlm)!r}), out_dir=OUT)")
+    return seconds, peak, manifest["source_sentences"]
 
 
 def main() -> None:
@@ -168,17 +156,16 @@ def main() -> None:
     print(f"{len(texts)} sentences, K={K}, N_a={N_AUG}, p_t={P_T}, {where}")
 
     chunk = examples_per_chunk(args.batch_size)
-    tools = {precision: lambda p=precision: make_tools(model, tokenizer, kv, args.batch_size, device, p)
-             for precision in ("fp32", "bf16")}
+    new_tools = functools.partial(make_tools, model, tokenizer, kv, args.batch_size, device)
     if device == "cuda":  # CUDA context, kernels and the allocator's blocks, outside every timing
         for precision in ("fp32", "bf16"):
-            fast_path(tools[precision](), texts, ids, chunk)
+            fast_path(new_tools(precision), texts, ids, chunk)
     baseline, t_base = timed(literal, make_reference(model, tokenizer, kv, False, device), texts, ids)
     inference, t_inf = timed(literal, make_reference(model, tokenizer, kv, True, device), texts, ids)
-    fp32_tools = tools["fp32"]()
+    fp32_tools = new_tools("fp32")
     spent: dict[str, float] = {}
     fast, t_fast = timed(fast_path, fp32_tools, texts, ids, chunk, spent=spent)
-    bf16_tools = tools["bf16"]()
+    bf16_tools = new_tools("bf16")
     bf16, t_bf16 = timed(fast_path, bf16_tools, texts, ids, chunk)
     assert baseline == inference == fast, "the fast path and the literal algorithm disagree"
     n = len(texts)
@@ -201,7 +188,7 @@ def main() -> None:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
         for precision in ("fp32", "bf16"):
-            profile(tools[precision](), texts, ids, chunk, device, args.profile / f"augment-profile-{precision}.txt")
+            profile(new_tools(precision), texts, ids, chunk, device, args.profile / f"augment-profile-{precision}.txt")
         print(f"profiles written to {args.profile}")
 
     for rows in sorted(args.memory_sizes):

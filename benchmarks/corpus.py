@@ -10,11 +10,8 @@ its time, documents and MB per second, and the larger size's peak over the small
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 from tinybert.assets import resolve  # noqa: E402
 from tinybert.data.corpus import documents  # noqa: E402
 from tinybert.config import CorpusConfig  # noqa: E402
+from stage_process import run_measured  # noqa: E402  (beside this file)
 
 
 def write_corpus(path: Path, mib: int) -> int:
@@ -40,23 +38,11 @@ def write_corpus(path: Path, mib: int) -> int:
 
 
 def run_stage(source: Path, shard_documents: int, workers: int) -> tuple[float, float, dict]:
-    """(seconds, peak RSS in MB of the largest process, manifest) of one prepare-corpus process."""
-    with tempfile.TemporaryDirectory() as tmp:
-        code = (
-            "import os, resource; from pathlib import Path; from tinybert.data import corpus; "
-            "from tinybert.config import BackboneConfig, CorpusConfig; "
-            f"os.environ['TINYBERT_CHECKPOINTS'] = {tmp!r}; "
-            f"corpus.run(BackboneConfig(), CorpusConfig(source={str(source)!r}, format='text', "
-            f"shard_documents={shard_documents}, workers={workers}), out_dir=Path({tmp!r}) / 'out'); "
-            "print(max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
-            "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))"
-        )
-        began = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", code], check=True, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
-        seconds = time.perf_counter() - began
-        manifest = json.loads((Path(tmp) / "out" / "manifest.json").read_text())
-    return seconds, int(done.stdout.split()[-1]) / 1024, manifest
+    """(seconds, peak RSS in MB, manifest) of one prepare-corpus process."""
+    return run_measured(
+        "from tinybert.data import corpus; from tinybert.config import BackboneConfig, CorpusConfig",
+        f"corpus.run(BackboneConfig(), CorpusConfig(source={str(source)!r}, format='text', "
+        f"shard_documents={shard_documents}, workers={workers}), out_dir=OUT)")
 
 
 def main() -> None:
