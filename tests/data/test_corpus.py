@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import bz2
 import json
+import random
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -74,6 +75,54 @@ def test_wiki_json_accepts_a_list_of_strings_or_of_objects_with_text(tmp_path, t
         0: "a plain string document about rivers.",
         1: "an object document about hills.",
     }
+
+
+def test_wiki_json_is_streamed_with_the_documents_a_whole_file_parse_gives(tmp_path):
+    """The summaries' format is read entry by entry; the documents are those of ``json.loads``."""
+    rng = random.Random(0)
+    pieces = ["Fox", "é", "\u2028", "\\", '"', "\n", "\t", "日本", "😀", " ", "x" * 5000]
+    for trial in range(20):
+        entries = {f"t{i} {rng.choice(pieces)}": (
+            rng.choice(pieces) * rng.randint(1, 3) if rng.random() < 0.3 else
+            {"title": "x", "extract": "".join(rng.choices(pieces, k=rng.randint(0, 8))), "n": [1.5, {"a": None}]}
+            if rng.random() < 0.8 else {"extract": None})
+            for i in range(rng.randint(0, 30))}
+        data = entries if trial % 2 else list(entries.values())
+        src = tmp_path / "docs.json"
+        src.write_text(json.dumps(data, ensure_ascii=bool(trial % 3), indent=rng.choice([None, 1])), encoding="utf-8")
+        whole = [v if isinstance(v, str) else v["extract"] for v in (data.values() if isinstance(data, dict) else data)]
+        assert list(corpus.read_wiki_json(src)) == [t for t in whole if t is not None]
+
+
+def test_embedded_summaries_stream_as_json_loads_reads_them():
+    from tinybert.assets import resolve
+    src = resolve("embedded:wikipedia-summaries")
+    whole = json.loads(src.read_text(encoding="utf-8"))
+    expected = [t for t in (v.get("extract", v.get("text")) for v in whole.values()) if t is not None]
+    assert list(corpus.read_wiki_json(src)) == expected
+
+
+def test_wiki_json_accepts_a_byte_order_mark_and_leading_blanks(tmp_path):
+    src = tmp_path / "docs.json"
+    src.write_bytes(b"\xef\xbb\xbf \n\t" + json.dumps(["A document."]).encode())
+    assert list(corpus.read_wiki_json(src)) == ["A document."]
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b'{"a": {"extract": "fine"}} trailing', "trailing garbage"),
+    (b'{"a": {"extract": "fine"}, "b": ', "premature EOF"),
+    (b'["fine", broken]', "invalid"),
+    (b'{"a": "bad byte \xff here"}', "UTF8"),
+    (b'  42', "expected a JSON object or list, found '4'"),
+    (b'', "expected a JSON object or list, found an empty file"),
+    (b'{"a": {"extract": "fine"}, "b": [1]}', "entry 'b' is neither a string nor an object"),
+])
+def test_bad_wiki_json_names_the_file_and_what_is_wrong_on_one_line(tmp_path, content, fragment):
+    src = tmp_path / "pages.json"
+    src.write_bytes(content)
+    with pytest.raises(InputError) as excinfo:
+        list(corpus.read_wiki_json(src))
+    assert_input_error(excinfo, "pages.json: ", fragment)
 
 
 def test_text_file_separates_documents_at_blank_lines_and_collapses_whitespace(tmp_path, tok):

@@ -2,7 +2,8 @@
 
 Sources (``CorpusConfig.format``):
 - ``wiki-json``: a JSON object of title -> {"extract": ...} (the Wikipedia summaries), or a
-  JSON list of strings or of objects with ``text``;
+  JSON list of strings or of objects with ``text``, streamed entry by entry;
+- ``jsonl``: JSON Lines, one document per line (WikiExtractor's output), streamed line by line;
 - ``text``: a ``.txt`` file, or a folder of them, with documents separated by blank lines;
 - ``wiki-dump``: a MediaWiki XML dump (``*.xml.bz2`` or plain ``.xml``), streamed page by page
   with gensim's ``extract_pages`` and cleaned with ``filter_wiki``.
@@ -106,22 +107,58 @@ def _text_files(folder: Path) -> list[Path]:
 
 
 def read_wiki_json(path: Path) -> Iterator[str]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"{path}: not valid UTF-8 JSON: {str(err).splitlines()[0]}") from None
-    if isinstance(data, dict):
-        entries: Iterable = data.items()
-    elif isinstance(data, list):
-        entries = enumerate(data)
-    else:
-        raise InputError(f"{path}: expected a JSON object or list, got {type(data).__name__}")
-    for key, value in entries:
-        text = _entry_text(value)
-        if text is _NOT_AN_ENTRY:
-            raise InputError(f"{path}: entry {key!r} is neither a string nor an object with 'extract' or 'text'")
-        if text is not None:
-            yield text
+    """One JSON document: an object of title -> entry, or a list of entries, streamed entry by
+    entry with ijson, so memory holds one entry rather than the whole file (a parsed JSON file
+    takes several times its size). A title repeated in the object is read each time it appears."""
+    import ijson
+
+    with open(path, "rb") as fh:
+        if fh.read(3) != b"\xef\xbb\xbf":  # a UTF-8 byte-order mark, as some editors write
+            fh.seek(0)
+        first = _first_non_blank(fh)
+        if first == b"{":
+            entries: Iterable = ijson.kvitems(fh, "", use_float=True)
+        elif first == b"[":
+            entries = enumerate(ijson.items(fh, "item", use_float=True))
+        else:
+            found = repr(first.decode("latin-1")) if first else "an empty file"
+            raise InputError(f"{path}: expected a JSON object or list, found {found} at the start")
+        try:
+            for key, value in entries:
+                text = _entry_text(value)
+                if text is _NOT_AN_ENTRY:
+                    raise InputError(f"{path}: entry {key!r} is neither a string nor an object with 'extract' or 'text'")
+                if text is not None:
+                    yield text
+        except ijson.JSONError as err:
+            raise InputError(f"{path}: not valid UTF-8 JSON: {_ijson_message(err)}") from None
+
+
+def _first_non_blank(fh) -> bytes:
+    """The first byte that is not JSON whitespace (b"" for an empty file); the file is left
+    positioned just before it."""
+    while True:
+        start = fh.tell()
+        chunk = fh.read(4096)
+        if not chunk:
+            return b""
+        stripped = chunk.lstrip(b" \t\r\n")
+        if stripped:
+            fh.seek(start + len(chunk) - len(stripped))
+            return stripped[:1]
+
+
+def _ijson_message(err: Exception) -> str:
+    """yajl's message is several lines (the error, the text around it, a pointer); keep the error
+    and the text around it on one line."""
+    message = err.args[0] if err.args else str(err)
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    near = [line for line in lines[1:] if "(right here)" not in line]
+    return f"{lines[0]} near {near[0][:60]!r}" if near else lines[0]
 
 
 def read_jsonl(path: Path) -> Iterator[str]:
