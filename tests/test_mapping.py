@@ -37,3 +37,16 @@ def test_explicit_mapping_of_wrong_length_is_an_error():
 def test_unknown_strategy_is_an_error():
     with pytest.raises(InputError, match="unknown strategy 'middle'"):
         layer_mapping("middle", 4, 12)
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "top", "bottom"])
+def test_a_student_deeper_than_the_teacher_needs_an_explicit_list(strategy):
+    # uniform's floor would give g(1) = 0 here: the embeddings, which have no attention scores
+    with pytest.raises(InputError, match=rf"mapping '{strategy}': student has 8 layers but teacher only 6; give a list"):
+        layer_mapping(strategy, 8, 6)
+    assert layer_mapping([1, 1, 2, 3, 3, 4, 5, 6], 8, 6) == [1, 1, 2, 3, 3, 4, 5, 6]
+
+
+def test_as_many_student_layers_as_teacher_layers_map_one_to_one():
+    for strategy in ("uniform", "top", "bottom"):
+        assert layer_mapping(strategy, 6, 6) == [1, 2, 3, 4, 5, 6]

@@ -178,3 +178,18 @@ def test_bf16_distillation_runs_a_bf16_copy_of_the_teacher_and_leaves_the_caller
     assert all(torch.equal(a, b) for a, b in zip(fast.hidden + fast.scores, exact.hidden + exact.scores))
     # bf16 rounds the teacher's targets and the student's products, not the losses' scale
     assert [r["loss"] for r in logs["bf16"]] == pytest.approx([r["loss"] for r in logs["fp32"]], rel=0.05)
+
+
+def test_a_regression_task_distils_the_single_logit_with_mse(padded_batch):
+    torch.manual_seed(0)
+    small = dict(vocab_size=120, num_attention_heads=4, num_labels=1)
+    student = enable_capture(BertForSequenceClassification(BertConfig(hidden_size=8, num_hidden_layers=2, intermediate_size=16, **small)))
+    teacher = enable_capture(BertForSequenceClassification(BertConfig(hidden_size=24, num_hidden_layers=4, intermediate_size=48, **small)))
+    matches = build_matches("uniform", 2, 4, LossWeights(), intermediate=False, prediction=True)
+    s, t = forward_features(student, padded_batch), forward_features(teacher, padded_batch)
+    total, _ = DistillationObjective(matches, 8, 24, student_heads=4, teacher_heads=4, regression=True)(s, t)
+    assert total.item() == pytest.approx(torch.nn.functional.mse_loss(s.logits, t.logits).item(), rel=1e-6)
+    assert total.item() > 0
+    # what the classification loss would give: nothing to learn from one logit
+    classification, _ = DistillationObjective(matches, 8, 24, student_heads=4, teacher_heads=4)(s, t)
+    assert classification.item() == pytest.approx(0.0, abs=1e-6)
