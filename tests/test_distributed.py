@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from tests.training_helpers import fit
 from tinybert.config import TrainSchedule
 from tinybert.runtime import Runtime
-from tinybert.training import BatchSource
+from tinybert.training import INTERRUPT_ENV, BatchSource, SimulatedInterruption
 
 # Even batches, no dropout: two processes averaging their half-batch gradients take exactly
 # the steps one process takes on the whole batch.
@@ -41,6 +41,33 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
             torch.nn.init.zeros_(model[0].weight)
         log = _train(model, source, os.path.join(out_dir, "ckpt"))
         torch.save({"weights": model.state_dict(), "log": log}, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _dropout_problem():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.3), torch.nn.Linear(8, 1))
+    x = torch.randn(24, 3, generator=torch.Generator().manual_seed(1))
+    y = x.sum(-1, keepdim=True)
+    return model, BatchSource(24, lambda idx: {"x": x[idx], "y": y[idx]})
+
+
+RESUMABLE = SCHEDULE.model_copy(update={"checkpoint_every": 2, "log_every": 1})
+
+
+def _resume_worker(rank: int, world: int, port: int, out_dir: str, interrupt_at: int) -> None:
+    """One process of a run that stops after ``interrupt_at`` steps (0: runs to the end)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
+    if interrupt_at:
+        os.environ[INTERRUPT_ENV] = str(interrupt_at)
+    try:
+        model, source = _dropout_problem()
+        log = _train(model, source, os.path.join(out_dir, "ckpt"), RESUMABLE)
+        torch.save({"weights": model.state_dict(), "log": log}, os.path.join(out_dir, f"rank{rank}.pt"))
+    except SimulatedInterruption:
+        pass
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -83,3 +110,20 @@ def test_fp16_without_a_gpu_is_a_clear_error():
         pytest.skip("a GPU is present")
     with pytest.raises(InputError, match="fp16 needs a CUDA GPU"):
         Runtime.create("auto", "fp16")
+
+
+def test_two_processes_killed_and_resumed_continue_as_if_never_stopped(tmp_path):
+    """Each process draws its own dropout masks; a resumed run restores each one's random state."""
+    def spawn(out_dir, interrupt_at=0):
+        mp.spawn(_resume_worker, args=(2, _free_port(), str(out_dir), interrupt_at), nprocs=2, join=True)
+
+    spawn(tmp_path / "straight")
+    spawn(tmp_path / "resumed", interrupt_at=5)  # the checkpoint of step 4 survives
+    assert not (tmp_path / "resumed" / "rank0.pt").exists()
+    spawn(tmp_path / "resumed")
+
+    straight, resumed = (torch.load(tmp_path / run / "rank0.pt") for run in ("straight", "resumed"))
+    assert [row["step"] for row in resumed["log"]] == list(range(1, 13))
+    assert [r["loss"] for r in resumed["log"]] == pytest.approx([r["loss"] for r in straight["log"]], rel=1e-6)
+    for key, value in straight["weights"].items():
+        assert torch.allclose(resumed["weights"][key], value, atol=1e-6), key

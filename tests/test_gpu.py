@@ -51,9 +51,12 @@ def test_training_loop_learns_on_the_gpu_in_every_precision(tmp_path, precision)
     assert all(p.device.type == "cpu" and torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_interrupted_gpu_training_resumes_with_the_same_curve(tmp_path, monkeypatch):
-    # Dropout draws from the CUDA generator: the checkpoint must carry its state.
-    schedule = TrainSchedule(epochs=2, batch_size=6, lr=0.05, device="cuda", checkpoint_every=2, log_every=1)
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_interrupted_gpu_training_resumes_with_the_same_curve(tmp_path, monkeypatch, precision):
+    # Dropout draws from the CUDA generator: the checkpoint must carry its state, and in fp16
+    # the loss scaler's.
+    schedule = TrainSchedule(epochs=2, batch_size=6, lr=0.05, device="cuda", precision=precision,
+                             checkpoint_every=2, log_every=1)
     straight, source = _toy(0.3)
     straight_log = fit(straight, source, tmp_path / "straight", schedule)
 
@@ -62,6 +65,9 @@ def test_interrupted_gpu_training_resumes_with_the_same_curve(tmp_path, monkeypa
         model, source = _toy(0.3)
         fit(model, source, tmp_path / "resumed", schedule)
     monkeypatch.delenv(INTERRUPT_ENV)
+    saved = torch.load(tmp_path / "resumed" / "state.pt", weights_only=False)
+    assert ("scale" in saved["scaler"]) == (precision == "fp16")
+    assert saved["rng"][0]["cuda"] is not None
     resumed, source = _toy(0.3)
     resumed_log = fit(resumed, source, tmp_path / "resumed", schedule)
 

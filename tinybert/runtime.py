@@ -116,6 +116,14 @@ class Runtime:
         dist.all_reduce(tensor)
         return float(tensor.item()) / self.world_size
 
+    def gather(self, value) -> list:
+        """Every process's ``value`` (any picklable object), in rank order, on every process."""
+        if self.world_size == 1:
+            return [value]
+        gathered: list = [None] * self.world_size
+        dist.all_gather_object(gathered, value)
+        return gathered
+
     def barrier(self) -> None:
         if self.world_size > 1:
             dist.barrier()

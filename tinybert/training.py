@@ -147,9 +147,9 @@ def train(
             module.load_state_dict(state["modules"][key])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if state.get("cuda_rng") is not None and runtime.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), runtime.device)
+        if state.get("scaler"):  # fp16's loss scale, so a resumed run skips no extra steps
+            scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state, runtime)
         start, log = state["step"], state["log"]
         print(f"[{name}] resumed from checkpoint at step {start}/{steps}", file=sys.stderr, flush=True)
     else:
@@ -197,8 +197,10 @@ def train(
                 file=sys.stderr,
                 flush=True,
             )
-        if checkpoint_now and runtime.is_main:
-            _save_checkpoint(state_path, modules, optimizer, scheduler, step + 1, log)
+        if checkpoint_now:
+            rng = runtime.gather(_rng_state(runtime))  # every process takes part
+            if runtime.is_main:
+                _save_checkpoint(state_path, modules, optimizer, scheduler, scaler, rng, step + 1, log)
         if interrupt_at and step + 1 == interrupt_at:
             raise SimulatedInterruption(f"[{name}] simulated interruption after step {interrupt_at}")
     flush()
@@ -227,7 +229,25 @@ def _read_pending(pending: list, runtime: Runtime) -> list[dict]:
     return rows
 
 
-def _save_checkpoint(path: Path, modules, optimizer, scheduler, step: int, log: list[dict]) -> None:
+def _rng_state(runtime: Runtime) -> dict:
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(runtime.device) if runtime.device.type == "cuda" else None}
+
+
+def _set_rng_state(state: dict, runtime: Runtime) -> None:
+    """This process's random state at the checkpoint. Each process draws its own dropout masks,
+    so each has its own state; a checkpoint written with another number of processes cannot
+    continue their streams, and this process takes the state of the process with its rank
+    modulo theirs."""
+    per_process = state.get("rng") or [{"torch": state["torch_rng"], "cuda": state.get("cuda_rng")}]
+    mine = per_process[runtime.rank % len(per_process)]
+    torch.set_rng_state(mine["torch"].cpu())
+    if mine.get("cuda") is not None and runtime.device.type == "cuda":
+        torch.cuda.set_rng_state(mine["cuda"].cpu(), runtime.device)
+
+
+def _save_checkpoint(path: Path, modules, optimizer, scheduler, scaler, rng: list[dict], step: int,
+                     log: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(
@@ -235,8 +255,8 @@ def _save_checkpoint(path: Path, modules, optimizer, scheduler, step: int, log: 
             "modules": {key: module.state_dict() for key, module in modules.items()},
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+            "scaler": scaler.state_dict(),
+            "rng": rng,  # one random state per process, in rank order
             "step": step,
             "log": log,
         },
