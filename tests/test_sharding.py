@@ -1,4 +1,8 @@
-from tinybert.sharding import Progress, Shard, ShardProgress, plan_shards
+import pyarrow as pa
+
+from tinybert import sharding
+from tinybert.io import read_sharded, write_parquet
+from tinybert.sharding import Progress, Shard, ShardJob, ShardProgress, plan_shards, publish_shards
 
 
 def test_shards_cover_every_row_once_in_order():
@@ -27,3 +31,38 @@ def test_progress_inside_a_shard_is_throttled(capsys):
     for _ in range(5):
         progress.advance(10)
     assert capsys.readouterr().err == ""
+
+
+def _job_with_shards(tmp_path, sizes: list[int]) -> ShardJob:
+    """A finished job whose shards hold consecutive numbers, ``sizes[i]`` rows in shard i."""
+    work = tmp_path / "work"
+    work.mkdir(parents=True)
+    shards, start = [], 0
+    for index, size in enumerate(sizes):
+        shard = Shard(index, start, start + size)
+        write_parquet(pa.table({"n": pa.array(range(start, start + size), pa.int64())}), work / shard.file)
+        shards.append(shard)
+        start += size
+    return ShardJob(compute="unused:unused", context=(), work_dir=work, shards=tuple(shards))
+
+
+def test_published_files_hold_a_fixed_number_of_rows_whatever_the_shards(tmp_path, monkeypatch):
+    monkeypatch.setattr(sharding, "PART_ROWS", 4)
+    schema = pa.schema([("n", pa.int64())])
+    outputs = []
+    for layout in ([10], [3, 3, 3, 1], [1] * 10, [0, 7, 0, 3]):
+        job = _job_with_shards(tmp_path / str(len(outputs)), layout)
+        out = tmp_path / str(len(outputs)) / "out"
+        manifest = publish_shards(job, out, [{}] * len(layout), schema, {"stage": "test"})
+        assert [p["rows"] for p in manifest["shards"]] == [4, 4, 2]
+        assert read_sharded(out).column("n").to_pylist() == list(range(10))
+        assert not job.work_dir.exists()
+        outputs.append({p.name: p.read_bytes() for p in out.iterdir()})
+    assert all(files == outputs[0] for files in outputs)
+
+
+def test_a_job_without_rows_publishes_one_empty_file(tmp_path):
+    job = _job_with_shards(tmp_path, [0, 0])
+    manifest = publish_shards(job, tmp_path / "out", [{}, {}], pa.schema([("n", pa.int64())]), {})
+    assert manifest["rows"] == 0 and len(manifest["shards"]) == 1
+    assert read_sharded(tmp_path / "out").num_rows == 0

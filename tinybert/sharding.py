@@ -5,8 +5,9 @@ pure function of (stage context, shard): the result depends only on the rows and
 never on which process computed it or in which order. Each finished shard is written
 atomically (temporary name, then rename) into a work folder under ``checkpoints/``; a rerun
 skips shards already there, so a killed run resumes without losing or duplicating rows. When
-all shards are done they move into the output folder with a manifest (shards, row counts,
-sha256), all at once (:func:`tinybert.io.atomic_dir`).
+all shards are done their rows go, in order, into the output folder as files of a fixed number
+of rows (:data:`PART_ROWS`) with a manifest (files, row counts, sha256), all at once
+(:func:`tinybert.io.atomic_dir`): the output's bytes do not depend on the shard size either.
 
 Shards run in this process, in a local process pool (``workers`` > 1), or as Prefect tasks
 mapped over any task runner (``flows/``), through the same :func:`compute_shard`.
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tinybert.io import MANIFEST, atomic_dir, atomic_file, file_sha256, read_json, write_json, write_parquet
 
@@ -154,15 +156,40 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+# Rows per published file. The output is re-cut into files of this many rows, so its bytes
+# depend on the rows alone, not on the shard size that was the unit of work and resume.
+PART_ROWS = 65_536
+
+
 def publish_shards(job: ShardJob, out_dir: Path, results: Iterable[dict], schema: pa.Schema, metadata: dict) -> dict:
-    """Move the finished shards into ``out_dir`` with their manifest, atomically; drop the work folder."""
-    results = list(results)
+    """Write the finished shards' rows, in order, into ``out_dir`` as files of ``PART_ROWS`` rows
+    (``part-NNNNN.parquet``) with a manifest (file, rows, sha256 of each), atomically; then drop
+    the work folder. Memory holds one shard and one file's rows at a time."""
+    list(results)  # every shard is done (its stats are in the stage's manifest metadata)
+    part_rows = PART_ROWS
     with atomic_dir(out_dir) as tmp:
-        shards = []
-        for shard, result in zip(job.shards, results):
-            shutil.copyfile(job.work_dir / shard.file, tmp / shard.file)
-            shards.append({"file": shard.file, "rows": result["rows"], "sha256": file_sha256(tmp / shard.file)})
-        manifest = {"shards": shards, "rows": sum(s["rows"] for s in shards), "columns": schema.names, **metadata}
+        parts: list[dict] = []
+
+        def write(table: pa.Table) -> None:
+            name = f"part-{len(parts):05d}.parquet"
+            # One chunk per column: the writer's pages would otherwise follow the shards' chunks.
+            write_parquet(table.combine_chunks(), tmp / name)
+            parts.append({"file": name, "rows": table.num_rows, "sha256": file_sha256(tmp / name)})
+
+        pending: list[pa.Table] = []
+        pending_rows = 0
+        for shard in job.shards:
+            table = pq.read_table(job.work_dir / shard.file).cast(schema)
+            pending.append(table)
+            pending_rows += table.num_rows
+            while pending_rows >= part_rows:
+                rows = pa.concat_tables(pending)
+                write(rows.slice(0, part_rows))
+                pending = [rows.slice(part_rows)]
+                pending_rows -= part_rows
+        if pending_rows or not parts:
+            write(pa.concat_tables(pending) if pending else schema.empty_table())
+        manifest = {"shards": parts, "rows": sum(p["rows"] for p in parts), "columns": schema.names, **metadata}
         write_json(tmp / MANIFEST, manifest)
     shutil.rmtree(job.work_dir, ignore_errors=True)
     return manifest

@@ -73,7 +73,9 @@ STAGES: tuple[Stage, ...] = (
         code=("tinybert/data/corpus.py", "tinybert/sharding.py", "tinybert/training.py"),
         retries=2,
         sharded=True,
-        params=("backbone", *(f"corpus.{key}" for key in CorpusConfig.model_fields if key != "workers")),
+        # Not how the work is cut up or spread: the output does not depend on it.
+        params=("backbone", *(f"corpus.{key}" for key in CorpusConfig.model_fields
+                              if key not in ("workers", "shard_documents"))),
     ),
     Stage(
         "prepare-task",
@@ -113,8 +115,8 @@ STAGES: tuple[Stage, ...] = (
         ),
         retries=1,
         sharded=True,
-        # Not augment.workers: the output does not depend on it.
-        params=tuple(f"augment.{key}" for key in AugmentConfig.model_fields if key != "workers"),
+        # Not augment.workers or shard_rows: the output does not depend on them.
+        params=tuple(f"augment.{key}" for key in AugmentConfig.model_fields if key not in ("workers", "shard_rows")),
     ),
     Stage(
         "teacher",

@@ -9,9 +9,9 @@ variant of the first sentence, method.md).
 
 The training set is cut into shards of ``shard_rows`` input rows, each augmented independently
 (:mod:`tinybert.sharding`: resumable, atomic per shard, local processes or Prefect tasks). Output:
-one parquet shard per input shard with :data:`SCHEMA`, and ``manifest.json`` with the parameters
-and counts in :data:`MANIFEST_KEYS`. The rows, in order, do not depend on ``shard_rows`` or the
-number of workers.
+parquet files of a fixed number of rows with :data:`SCHEMA`, and ``manifest.json`` with the
+parameters and counts in :data:`MANIFEST_KEYS`. The files, byte for byte, do not depend on
+``shard_rows`` or the number of workers.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ SCHEMA = pa.schema([
     ("is_original", pa.bool_()),
 ])
 MANIFEST_KEYS = (
-    "p_t", "n_aug", "k", "seed", "glove", "glove_limit", "max_examples", "precision", "backbone", "shard_rows",
+    "p_t", "n_aug", "k", "seed", "glove", "glove_limit", "max_examples", "precision", "backbone",
     "source_rows", "augmented_rows", "source_sentences", "original_rows", "generated_rows",
     "words_mlm", "words_glove", "words_itself",
 )
@@ -206,7 +206,7 @@ def publish(backbone: BackboneConfig, cfg: AugmentConfig, job: ShardJob, results
     total = lambda key: sum(r[key] for r in results)  # noqa: E731
     metadata = dict(
         p_t=cfg.p_t, n_aug=cfg.n_aug, k=cfg.k, seed=cfg.seed, glove=cfg.glove, glove_limit=cfg.glove_limit,
-        max_examples=cfg.max_examples, precision=cfg.precision, backbone=backbone.model, shard_rows=cfg.shard_rows,
+        max_examples=cfg.max_examples, precision=cfg.precision, backbone=backbone.model,
         source_rows=total("source_rows"), augmented_rows=total("augmented_rows"), source_sentences=total("sentences"),
         original_rows=total("source_rows"), generated_rows=total("rows") - total("source_rows"),
         words_mlm=total("words_mlm"), words_glove=total("words_glove"), words_itself=total("words_itself"),
