@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tinybert import task_defaults
 from tinybert.config import load_params
 from tinybert.errors import InputError
 
@@ -55,6 +56,15 @@ def test_wrong_type_names_field_and_value(tmp_path):
         load_params(_write(tmp_path, "teacher:\n  train:\n    batch_size: big\n"))
 
 
+def test_a_number_or_auto_field_names_both_choices_on_one_line(tmp_path):
+    assert load_params(_write(tmp_path, "augment:\n  n_aug: auto\n")).augment.n_aug == "auto"
+    assert load_params(_write(tmp_path, "teacher:\n  max_seq_len: 128\n")).teacher.max_seq_len == 128
+    with pytest.raises(InputError, match=r"params.yaml: augment\.n_aug: .*greater than or equal to 0, or .*'auto' \(got -1\)$"):
+        load_params(_write(tmp_path, "augment:\n  n_aug: -1\n"))
+    with pytest.raises(InputError, match=r"task_distill\.max_seq_len: .*less than or equal to 512, or .*'auto' \(got 1024\)$"):
+        load_params(_write(tmp_path, "task_distill:\n  max_seq_len: 1024\n"))
+
+
 def test_student_hidden_must_divide_into_heads(tmp_path):
     text = "general_distill:\n  student: {layers: 4, hidden: 310, intermediate: 1200, heads: 12}\n"
     with pytest.raises(InputError, match=r"hidden \(310\) must be a multiple of heads \(12\)"):
@@ -71,7 +81,10 @@ def test_full_profile_uses_the_reference_task_distillation_hyper_parameters():
     full = load_params(Path(__file__).parents[1] / "profiles" / "full.yaml").task_distill
     for schedule in (full.intermediate, full.prediction):
         assert (schedule.batch_size, schedule.warmup_ratio) == (32, 0.1)
-    assert (full.intermediate.lr, full.prediction.lr, full.max_seq_len) == (5e-5, 3e-5, 64)
+    assert (full.intermediate.lr, full.prediction.lr) == (5e-5, 3e-5)
+    # the reference's length: 64 for the embedded single-sentence task, 128 for pairs
+    assert task_defaults.max_seq_len(full.max_seq_len, pairs=False) == 64
+    assert task_defaults.max_seq_len(full.max_seq_len, pairs=True) == 128
 
 
 def test_layer_weights_and_head_fallback_are_validated(tmp_path):

@@ -6,12 +6,17 @@ objects. A malformed file raises :class:`InputError` naming the file, the field 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tinybert.errors import InputError
+
+
+# A task's maximum length in word pieces; "auto" is the reference's per-task choice (128 for
+# sentence pairs, 64 for single sentences, method.md), resolved by tinybert.task_defaults.
+TaskLength = Annotated[int, Field(ge=8, le=512)] | Literal["auto"]
 
 
 class Section(BaseModel):
@@ -84,7 +89,9 @@ class AugmentConfig(Section):
     glove: str = "embedded:glove-6b-50d"
     glove_limit: int = Field(100_000, ge=1, description="search only the first N GloVe vectors")
     p_t: float = Field(0.4, ge=0, le=1)
-    n_aug: int = Field(20, ge=0)
+    n_aug: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto", description="new sentences per sentence (N_a); auto: the reference's per-task value (SST-2 20, ...)"
+    )
     k: int = Field(15, ge=1)
     seed: int = 42
     max_examples: int | None = Field(
@@ -102,7 +109,7 @@ class AugmentConfig(Section):
 
 
 class TeacherConfig(Section):
-    max_seq_len: int = Field(64, ge=8, le=512)
+    max_seq_len: TaskLength = "auto"
     train: TrainSchedule = TrainSchedule(epochs=3, lr=2e-5)
 
 
@@ -175,7 +182,7 @@ class TaskDistillConfig(MatchSettings):
     augmented_data: bool = True  # False: "w/o DA", the original training rows only
     one_step: bool = False  # True: all losses in one step (schedule: intermediate), not the reference's two
     temperature: float = Field(1.0, gt=0)
-    max_seq_len: int = Field(64, ge=8, le=512)
+    max_seq_len: TaskLength = "auto"
     intermediate: TrainSchedule = TrainSchedule(epochs=10, lr=5e-5)
     prediction: TrainSchedule = TrainSchedule(epochs=3, lr=3e-5)
 
@@ -200,12 +207,21 @@ class Params(Section):
     evaluate: EvaluateConfig = EvaluateConfig()
 
 
+def _field_path(loc: tuple) -> tuple:
+    # A value that may be a number or "auto" fails once per alternative, each located under a
+    # tag such as 'constrained-int' or "literal['auto']" that names no field.
+    return tuple(part for part in loc if not (isinstance(part, str) and any(c in part for c in "-[")))
+
+
 def _format_error(path: Path, err: ValidationError) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    errors = err.errors()
+    first = errors[0]
+    loc = _field_path(first["loc"])
+    where = ".".join(str(p) for p in loc) or "(top level)"
+    messages = [e["msg"] for e in errors if _field_path(e["loc"]) == loc]
     value = first.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"
-    return f"{path}: {where}: {first['msg']}{shown}"
+    return f"{path}: {where}: {', or '.join(dict.fromkeys(messages))}{shown}"
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

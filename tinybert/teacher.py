@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 
+from tinybert import task_defaults
 from tinybert.batching import encode_task, read_task_split
 from tinybert.config import BackboneConfig, TeacherConfig
 from tinybert.io import read_json
@@ -23,7 +24,8 @@ def run(backbone: BackboneConfig, cfg: TeacherConfig, *, task_dir: Path, out_dir
         model.config.id2label = dict(enumerate(labels["label_names"]))
         model.config.label2id = {name: i for i, name in enumerate(labels["label_names"])}
 
-    data = encode_task(tokenizer, read_task_split(Path(task_dir) / "train.parquet"), cfg.max_seq_len)
+    max_seq_len = task_defaults.max_seq_len(cfg.max_seq_len, pairs=bool(labels.get("text_b")))
+    data = encode_task(tokenizer, read_task_split(Path(task_dir) / "train.parquet"), max_seq_len)
     label_dtype = torch.float32 if regression else torch.long
     pad = tokenizer.pad_token_id
     batches = BatchSource(len(data), lambda idx: data.collate(idx, pad_id=pad, label_dtype=label_dtype), data.lengths)

@@ -31,8 +31,9 @@ def glove_file(tmp_path):
     return str(path)
 
 
-def write_task(folder, rows, pairs=False):
+def write_task(folder, rows, pairs=False, glue_task=None):
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "labels.json").write_text(json.dumps({"glue_task": glue_task, "text_b": pairs}))
     columns = {
         "text": [r[0] for r in rows],
         "text_b": pa.array([r[1] for r in rows], pa.string()),
@@ -84,6 +85,17 @@ def test_pairs_pair_each_sentence_variants_with_the_original_other(tmp_path, glo
         ("A cat.", "an incredibly dog dog !", False),
     ]
     assert table.column("label").to_pylist() == [2.0] * 3
+
+
+@pytest.mark.parametrize("glue_task, n_aug", [("mnli", 10), (None, 30)])
+def test_auto_n_aug_takes_the_references_value_for_the_task(tmp_path, glove_file, mlm_dir, glue_task, n_aug):
+    cfg = AugmentConfig(glove=glove_file, k=5, p_t=0.5, n_aug="auto")
+    rows = [("A cat and a dog sat on the unbelievably soft mat with another cat and a dog today!", None, 1.0, 1)]
+    task = write_task(tmp_path / "task", rows, glue_task=glue_task)
+    stage.run(BACKBONE, cfg, task_dir=task, mlm_dir=mlm_dir, out_dir=tmp_path / "out")
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["n_aug"] == n_aug
+    assert 6 < manifest["rows"] <= n_aug + 1  # more than a small N_a gives: up to N_a + 1 rows
 
 
 def test_p_zero_keeps_only_original_rows(tmp_path, glove_file, mlm_dir):

@@ -45,6 +45,7 @@ def test_mnli_keeps_the_reference_label_order_and_both_dev_sets(tmp_path):
     assert info["label_names"] == ["contradiction", "entailment", "neutral"]
     assert info["eval_splits"] == ["dev", "dev_mismatched", "test"]
     assert info["text_b"] is True and info["num_labels"] == 3
+    assert info["glue_task"] == "mnli"  # for the per-task defaults (augment.n_aug: auto)
     assert info["rows"]["dev"] == info["rows"]["dev_mismatched"] == 6
     assert info["rows"]["train"] + info["rows"]["test"] == 30
     first = splits["dev"][0]

@@ -21,6 +21,7 @@ def test_a_regression_task_is_distilled_with_mse_on_the_logits_and_scored_by_pea
         shutil.copytree(built_repo / folder, tmp_path / folder)
     params = yaml.safe_load((built_repo / "params.yaml").read_text())
     params["task"].update(task_type="regression", metric="pearson")
+    params["teacher"]["max_seq_len"] = params["task_distill"]["max_seq_len"] = "auto"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     for stage in TASK_STAGES:
         run(tmp_path, "tinybert", stage)
@@ -36,6 +37,9 @@ def test_a_regression_task_is_distilled_with_mse_on_the_logits_and_scored_by_pea
     with open(tmp_path / "data/student/prediction_log.csv") as fh:
         losses = [float(row["prediction_loss"]) for row in csv.DictReader(fh)]
     assert losses and all(loss > 0 for loss in losses)
+
+    # "auto": the reference's 64 word pieces for single sentences, the same for logits and student
+    assert json.loads((tmp_path / "data/teacher_logits/info.json").read_text())["max_seq_len"] == 64
 
     metrics = json.loads((tmp_path / "data/evaluation/metrics.json").read_text())
     assert metrics["metric"] == "pearson"

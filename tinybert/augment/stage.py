@@ -28,7 +28,8 @@ from tinybert.augment.pipeline import AugmentTools, augmented_chunks
 from tinybert.augment.words import load_stopwords
 from tinybert.config import AugmentConfig, BackboneConfig
 from tinybert.errors import InputError
-from tinybert.io import file_sha256, read_rows
+from tinybert import task_defaults
+from tinybert.io import file_sha256, read_json, read_rows
 from tinybert.sharding import (
     Progress, Shard, ShardJob, ShardProgress, plan_shards, publish_shards, run_shards,
 )
@@ -146,6 +147,7 @@ def augment_shard(job: ShardJob, shard: Shard) -> tuple[pa.Table, dict]:
     """Rows ``shard.start:shard.stop`` of the training set, augmented: a pure function of those
     rows, the models and the seed (each example's generator comes from (seed, id))."""
     cfg, task_dir, mlm_dir = job.context
+    n_aug = resolved_n_aug(cfg, task_dir)
     models = _models(cfg, mlm_dir)
     table = read_rows(Path(task_dir) / "train.parquet", shard.start, shard.stop)
     texts = table.column("text").to_pylist()
@@ -164,7 +166,7 @@ def augment_shard(job: ShardJob, shard: Shard) -> tuple[pa.Table, dict]:
     stats: Counter = Counter()
     progress = ShardProgress("augment", shard, limit, "examples")
     examples = list(zip(texts[:limit], texts_b[:limit]))
-    for rows, variants in augmented_chunks(examples, ids, models, p_t=cfg.p_t, n_aug=cfg.n_aug, seed=cfg.seed,
+    for rows, variants in augmented_chunks(examples, ids, models, p_t=cfg.p_t, n_aug=n_aug, seed=cfg.seed,
                                            chunk_examples=examples_per_chunk(cfg.batch_size), stats=stats):
         for r, (first, second) in zip(rows, variants):
             for v, (text, text_b, is_original) in enumerate(example_rows(texts[r], texts_b[r], first, second)):
@@ -195,6 +197,12 @@ def plan(backbone: BackboneConfig, cfg: AugmentConfig, *, task_dir: Path, mlm_di
     )
 
 
+def resolved_n_aug(cfg: AugmentConfig, task_dir: Path) -> int:
+    """``augment.n_aug``, or for ``auto`` the reference's value for the task (recorded in the manifest)."""
+    labels = Path(task_dir) / "labels.json"
+    return task_defaults.n_aug(cfg.n_aug, read_json(labels) if cfg.n_aug == "auto" and labels.is_file() else {})
+
+
 def augmented_sentences(cfg: AugmentConfig, shard: Shard) -> int:
     """Input rows of ``shard`` that get augmented (the progress unit; pairs count once)."""
     if cfg.max_examples is None:
@@ -205,7 +213,7 @@ def augmented_sentences(cfg: AugmentConfig, shard: Shard) -> int:
 def publish(backbone: BackboneConfig, cfg: AugmentConfig, job: ShardJob, results: list[dict], out_dir: Path) -> dict:
     total = lambda key: sum(r[key] for r in results)  # noqa: E731
     metadata = dict(
-        p_t=cfg.p_t, n_aug=cfg.n_aug, k=cfg.k, seed=cfg.seed, glove=cfg.glove, glove_limit=cfg.glove_limit,
+        p_t=cfg.p_t, n_aug=resolved_n_aug(cfg, job.context[1]), k=cfg.k, seed=cfg.seed, glove=cfg.glove, glove_limit=cfg.glove_limit,
         max_examples=cfg.max_examples, precision=cfg.precision, backbone=backbone.model,
         source_rows=total("source_rows"), augmented_rows=total("augmented_rows"), source_sentences=total("sentences"),
         original_rows=total("source_rows"), generated_rows=total("rows") - total("source_rows"),

@@ -247,7 +247,8 @@ def run(cfg: TaskConfig, *, out_dir: Path) -> None:
 
     ``labels.json``: task_type, label_names (null for regression), metric, num_labels (1 for
     regression), source (as configured), source_sha256, rows per split, majority_class (the
-    most frequent train class, null for regression) and text_b (whether rows are pairs).
+    most frequent train class, null for regression), text_b (whether rows are pairs) and
+    glue_task (the GLUE task's name, null for other data; :mod:`tinybert.task_defaults`).
     """
     if cfg.metric not in METRICS[cfg.task_type]:
         fitting = ", ".join(METRICS[cfg.task_type])
@@ -292,6 +293,7 @@ def _write(cfg: TaskConfig, out_dir: Path, path: Path, names, parts: dict[str, t
         "eval_splits": list(eval_splits),
         "majority_class": majority,
         "text_b": next(iter(parts.values()))[0].texts_b is not None,
+        "glue_task": cfg.glue_task if path.is_dir() else None,  # set by read_glue; for per-task defaults
     }
     with atomic_dir(out_dir) as tmp:
         for name, (examples, positions) in parts.items():
@@ -317,6 +319,7 @@ def read_glue(cfg: TaskConfig, folder: Path) -> tuple[TaskConfig, dict[str, Exam
         "task_type": "classification" if spec.label_names else "regression",
         "label_names": spec.label_names,
         "metric": spec.metric,
+        "glue_task": name,
     })
     examples, names = {}, None
     for file_name in ("train.tsv", *spec.dev_files):

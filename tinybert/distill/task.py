@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
+from tinybert import task_defaults
 from tinybert.batching import encode_task
 from tinybert.capture import enable_capture
 from tinybert.config import TaskDistillConfig, TrainSchedule
@@ -46,12 +47,13 @@ def run(
     rows = read_sharded(augmented_dir, ["text", "text_b", "label", "is_original"]).to_pydict()
     keep = list(range(len(rows["text"])))
     cached_logits = None
+    max_seq_len = task_defaults.max_seq_len(cfg.max_seq_len, pairs=bool(labels.get("text_b")))
     if cfg.distillation and not cfg.one_step:
-        cached_logits = load_teacher_logits(logits_dir, rows=len(keep), max_seq_len=cfg.max_seq_len)
+        cached_logits = load_teacher_logits(logits_dir, rows=len(keep), max_seq_len=max_seq_len)
     if not cfg.augmented_data:
         keep = [i for i in keep if rows["is_original"][i]]
         rows = {key: [values[i] for i in keep] for key, values in rows.items()}
-    data = encode_task(tokenizer, rows, cfg.max_seq_len)
+    data = encode_task(tokenizer, rows, max_seq_len)
     pad = tokenizer.pad_token_id
     label_dtype = torch.float32 if regression else torch.long
 

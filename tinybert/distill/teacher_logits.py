@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from tinybert import task_defaults
 from tinybert.batching import encode_task
 from tinybert.config import TaskDistillConfig
 from tinybert.errors import InputError
@@ -29,7 +30,8 @@ def run(cfg: TaskDistillConfig, *, augmented_dir: Path, teacher_dir: Path, out_d
     tokenizer = load_tokenizer(teacher_dir, "teacher")
     teacher = load_classifier(teacher_dir, what="teacher").to(pick_device(cfg.prediction.device))
     rows = read_sharded(augmented_dir, ["text", "text_b", "label"]).to_pydict()
-    data = encode_task(tokenizer, rows, cfg.max_seq_len)
+    max_seq_len = task_defaults.max_seq_len(cfg.max_seq_len, pairs=any(t is not None for t in rows["text_b"]))
+    data = encode_task(tokenizer, rows, max_seq_len)
     logits = batched_logits(teacher, data, BATCH_SIZE, tokenizer.pad_token_id, progress="teacher-logits")
     table = pa.table({
         "row": pa.array(range(len(data)), pa.int64()),
@@ -40,7 +42,7 @@ def run(cfg: TaskDistillConfig, *, augmented_dir: Path, teacher_dir: Path, out_d
         write_json(tmp / INFO_FILE, {
             "rows": len(data),
             "num_labels": logits.shape[1],
-            "max_seq_len": cfg.max_seq_len,
+            "max_seq_len": max_seq_len,
             "augmented_shards": [s["sha256"] for s in read_manifest(augmented_dir)["shards"]],
         })
 
