@@ -157,7 +157,7 @@ def train(
         torch.manual_seed(schedule.seed + runtime.rank)
         runtime.broadcast_parameters(modules.values())
 
-    interrupt_at = int(os.environ.get(INTERRUPT_ENV, "0") or 0)
+    interrupt_at = _interrupt_step(name)
     for module in modules.values():
         module.train()
     began, done_here = time.monotonic(), 0
@@ -209,6 +209,15 @@ def train(
         # Back on the CPU, where the stages' own evaluation and saving code expects them.
         module.eval().to("cpu")
     return log
+
+
+def _interrupt_step(name: str) -> int:
+    """The step after which the test hook stops this loop: ``INTERRUPT_ENV`` is ``N`` (any
+    loop) or ``NAME:N`` (only the loop called NAME, e.g. ``task-distill/prediction:2``)."""
+    target, _, step = os.environ.get(INTERRUPT_ENV, "").rpartition(":")
+    if target and target != name:
+        return 0
+    return int(step or 0)
 
 
 def _read_pending(pending: list, runtime: Runtime) -> list[dict]:

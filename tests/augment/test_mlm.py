@@ -105,6 +105,15 @@ def test_lm_head_runs_only_at_masked_positions(tokenizer):
     assert rows == [3]
 
 
+def test_mlm_forwards_run_under_inference_mode_without_gradients(tokenizer):
+    model = make_mlm(tokenizer)
+    modes = []
+    model.bert.register_forward_hook(
+        lambda mod, args, out: modes.append((torch.is_inference_mode_enabled(), out.last_hidden_state.requires_grad)))
+    MlmCandidates(model, tokenizer, k=3, batch_size=2).candidates([["the", "cat", "sat", "down"]], [[1, 2, 3]])
+    assert modes == [(True, False), (True, False)]  # two batches of at most 2 inputs
+
+
 def test_masked_logits_equal_full_model_logits(tokenizer):
     model = make_mlm(tokenizer)
     words = ["the", "cat", "sat"]

@@ -30,9 +30,10 @@ def test_each_row_is_a_named_dvc_experiment_with_its_override(study):
     assert str(by_name["ablation-no-da"]["task_distill.augmented_data"]) == "False"
 
 
-def test_general_distillation_is_reused_not_rebuilt(study):
+def test_general_distillation_and_the_cached_teacher_logits_are_reused_not_rebuilt(study):
     _, result = study
     assert "Running stage 'general-distill'" not in result.stderr + result.stdout
+    assert "Running stage 'teacher-logits'" not in result.stderr + result.stdout
     assert "Running stage 'task-distill'" in result.stderr + result.stdout
 
 

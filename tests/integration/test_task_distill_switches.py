@@ -85,3 +85,22 @@ def test_without_the_prediction_loss_the_head_learns_from_the_labels(built_repo,
     report = distill_with(built_repo, tmp_path, weights={"embedding": 1.0, "attention": 1.0, "hidden": 1.0, "prediction": 0.0})
     assert report["intermediate_steps"] == report["prediction_labels_steps"] == 3
     assert "prediction_steps" not in report
+
+
+def test_killed_in_its_prediction_step_task_distillation_resumes_there(built_repo, tmp_path):
+    from tinybert.training import INTERRUPT_ENV
+
+    for folder in INPUTS:
+        shutil.copytree(built_repo / folder, tmp_path / folder)
+    shutil.copy2(built_repo / "params.yaml", tmp_path / "params.yaml")
+    crashed = run(tmp_path, "tinybert", "task-distill", check=False,
+                  extra_env={INTERRUPT_ENV: "task-distill/prediction:2"})
+    assert crashed.returncode != 0 and not (tmp_path / "data/student").exists()
+    assert list((tmp_path / "checkpoints").glob("task-distill-*/intermediate.done.pt"))
+
+    resumed = run(tmp_path, "tinybert", "task-distill")
+    assert "[task-distill/intermediate] step" not in resumed.stderr  # the finished step is not redone
+    assert "[task-distill/prediction] resumed from checkpoint at step 2/3" in resumed.stderr
+    # the same student as the uninterrupted run
+    assert (tmp_path / "data/student/model.safetensors").read_bytes() == \
+        (built_repo / "data/student/model.safetensors").read_bytes()
