@@ -162,6 +162,31 @@ class MatchSettings(Section):
         return weights
 
 
+LossKind = Literal["embedding", "attention", "hidden", "prediction"]
+LOSS_KINDS: tuple[str, ...] = ("embedding", "attention", "hidden", "prediction")
+
+
+class ObjectiveSwitches(Section):
+    """Switches both distillation stages obey, as the paper's ablations change both: each row of
+    its objective and mapping tables is one change here (``-S objective.mapping=top``)."""
+
+    losses: list[LossKind] = list(LOSS_KINDS)  # a kind left out has weight 0 in both stages
+    mapping: Literal["uniform", "top", "bottom"] | list[int] | None = None  # None: each stage's own
+
+    @field_validator("mapping")
+    @classmethod
+    def _explicit_mapping_is_one_based(cls, mapping):
+        return MatchSettings._explicit_mapping_is_one_based(mapping)
+
+    def applied_to(self, settings: "MatchSettings") -> "MatchSettings":
+        """``settings`` with the switched-off losses at weight 0 and, if set, the shared mapping."""
+        off = {kind: 0.0 for kind in LOSS_KINDS if kind not in self.losses}
+        update: dict = {"weights": settings.weights.model_copy(update=off)}
+        if self.mapping is not None:
+            update["mapping"] = self.mapping
+        return settings.model_copy(update=update)
+
+
 class GeneralDistillConfig(MatchSettings):
     student: StudentShape = StudentShape()
     weights: LossWeights = LossWeights(prediction=0.0)
@@ -202,6 +227,7 @@ class Params(Section):
     mlm: MlmConfig = MlmConfig()
     augment: AugmentConfig = AugmentConfig()
     teacher: TeacherConfig = TeacherConfig()
+    objective: ObjectiveSwitches = ObjectiveSwitches()
     general_distill: GeneralDistillConfig = GeneralDistillConfig()
     task_distill: TaskDistillConfig = TaskDistillConfig()
     evaluate: EvaluateConfig = EvaluateConfig()

@@ -132,7 +132,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "general-distill",
         "tinybert.distill.general:run",
-        ("backbone", "general_distill"),
+        ("backbone", "general_distill", "objective"),
         deps={"corpus_dir": "data/corpus"},
         outs={"out_dir": "data/general_student"},
         code=("tinybert/distill/general.py", *DISTILL_CODE, *TRAINING_CODE),
@@ -151,7 +151,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "task-distill",
         "tinybert.distill.task:run",
-        ("task_distill",),
+        ("task_distill", "objective"),
         deps={
             "task_dir": "data/task",
             "augmented_dir": "data/augmented",

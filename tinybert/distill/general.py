@@ -5,21 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from tinybert.batching import encode_corpus
-from tinybert.config import BackboneConfig, GeneralDistillConfig
+from tinybert.config import BackboneConfig, GeneralDistillConfig, ObjectiveSwitches
 from tinybert.distill.loop import distill
 from tinybert.distill.objective import build_objective
+from tinybert.errors import InputError
 from tinybert.io import read_manifest
 from tinybert.models import load_encoder, load_tokenizer, new_student, parameter_count, publish_trained_model
 from tinybert.training import BatchSource, checkpoint_dir, seed_everything
 
 
-def run(backbone: BackboneConfig, cfg: GeneralDistillConfig, *, corpus_dir: Path, out_dir: Path) -> None:
+def run(backbone: BackboneConfig, cfg: GeneralDistillConfig, switches: ObjectiveSwitches, *, corpus_dir: Path,
+        out_dir: Path) -> None:
+    cfg = switches.applied_to(cfg)
     seed_everything(cfg.train.seed)
     manifest = read_manifest(corpus_dir)
     tokenizer = load_tokenizer(backbone.model, "backbone.model")
     teacher = load_encoder(backbone.model, "backbone.model")
     student = new_student(teacher.config, cfg.student)
     objective = build_objective(cfg, student.config, teacher.config, intermediate=True, prediction=False)
+    if not objective.matches:
+        raise InputError("general distillation has every loss switched off (objective.losses, general_distill.weights); "
+                         "nothing to distil")
     data = encode_corpus(corpus_dir)
     pad = tokenizer.pad_token_id
     batches = BatchSource(len(data), lambda idx: data.collate(idx, pad_id=pad))

@@ -13,7 +13,7 @@ from transformers import BertConfig, BertForSequenceClassification
 from tinybert import task_defaults
 from tinybert.batching import encode_task
 from tinybert.capture import enable_capture
-from tinybert.config import TaskDistillConfig, TrainSchedule
+from tinybert.config import ObjectiveSwitches, TaskDistillConfig, TrainSchedule
 from tinybert.distill.loop import distill
 from tinybert.distill.objective import build_objective
 from tinybert.distill.teacher_logits import load_teacher_logits
@@ -27,6 +27,7 @@ STEPS = ("intermediate", "prediction")
 
 def run(
     cfg: TaskDistillConfig,
+    switches: ObjectiveSwitches,
     *,
     task_dir: Path,
     augmented_dir: Path,
@@ -35,6 +36,7 @@ def run(
     logits_dir: Path,
     out_dir: Path,
 ) -> None:
+    cfg = switches.applied_to(cfg)
     labels = read_json(Path(task_dir) / "labels.json")
     regression = labels["task_type"] == "regression"
     seed_everything(cfg.intermediate.seed)
