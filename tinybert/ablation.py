@@ -38,15 +38,17 @@ def _losses_without(*kinds: str) -> tuple[str, ...]:
     return (f"objective.losses=[{','.join(kept)}]",)
 
 
-# One parameter change per row. The objective and mapping rows go through the `objective`
-# switches, which both distillation stages obey, as in the paper.
+# One parameter change per row. The rows of the losses both stages use, and the mapping rows, go
+# through the `objective` switches, which both distillation stages obey, as in the paper.
 ABLATIONS: tuple[Ablation, ...] = (
     Ablation("full", "TinyBERT (full)", "full"),
     Ablation("no-gd", "w/o GD", "procedure", ("task_distill.general_student=false",)),
     Ablation("no-td", "w/o TD", "procedure", ("task_distill.distillation=false",)),
     Ablation("no-da", "w/o DA", "procedure", ("task_distill.augmented_data=false",)),
     Ablation("no-embd", "w/o L_embd", "objective", _losses_without("embedding")),
-    Ablation("no-pred", "w/o L_pred", "objective", _losses_without("prediction")),
+    # Task distillation's own weight: general distillation has no prediction loss to switch off,
+    # and a change to the objective section would make DVC rebuild the general student.
+    Ablation("no-pred", "w/o L_pred", "objective", ("task_distill.weights.prediction=0",)),
     Ablation("no-trm", "w/o L_trm (attention + hidden)", "objective", _losses_without("attention", "hidden")),
     Ablation("no-attn", "w/o L_attn", "objective", _losses_without("attention")),
     Ablation("no-hidn", "w/o L_hidn", "objective", _losses_without("hidden")),

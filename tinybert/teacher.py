@@ -43,5 +43,5 @@ def run(backbone: BackboneConfig, cfg: TeacherConfig, *, task_dir: Path, out_dir
         schedule=cfg.train,
         checkpoint_to=ckpt,
     )
-    report = {"train_examples": len(data), "steps": len(log), "final_loss": log[-1]["loss"]}
+    report = {"train_examples": len(data), "max_seq_len": max_seq_len, "steps": len(log), "final_loss": log[-1]["loss"]}
     publish_trained_model(out_dir, model, tokenizer, {"train_log": log}, report, ckpt)

@@ -206,6 +206,7 @@ def test_embedded_summaries_default_is_read_as_wiki_json(tmp_path):
     ("wiki_00", b'{"id": "1", "text": "x"}\n{"id": "2", "text": "y"}\n', "jsonl"),  # WikiExtractor's output
     ("no-suffix", b'{"a": {"text": "x"}}', "wiki-json"),  # one object, nothing after it
     ("no-suffix", b'{\n "a": "x"\n}\n', "wiki-json"),  # an object over several lines
+    ("no-suffix", b'\xef\xbb\xbf{"text": "a"}\n{"text": "b"}\n', "jsonl"),  # after a byte-order mark
     ("no-suffix", b"BZh91AY&SY", "wiki-dump"),
 ])
 def test_auto_format_is_decided_from_the_name_then_the_first_bytes(tmp_path, name, content, expected):

@@ -295,3 +295,12 @@ def test_unreadable_file_names_the_file(tmp_path):
     src = tmp_path / "d.parquet"
     src.write_bytes(b"not parquet at all")
     fails(tmp_path, src, "d.parquet", "cannot read")
+
+
+def test_a_file_named_as_a_glue_task_records_it_for_the_per_task_defaults(tmp_path):
+    src = write_csv(tmp_path / "sst.csv", ["text", "label"], sentiment_rows(30))
+    info, _ = build(tmp_path / "named", src, glue_task="SST2")
+    assert info["glue_task"] == "sst-2"  # augment.n_aug: auto then gives SST-2's 20
+    info, _ = build(tmp_path / "plain", src)
+    assert info["glue_task"] is None
+    fails(tmp_path, src, "unknown GLUE task 'sentiment'", glue_task="sentiment")

@@ -39,7 +39,8 @@ def test_a_regression_task_is_distilled_with_mse_on_the_logits_and_scored_by_pea
     assert losses and all(loss > 0 for loss in losses)
 
     # "auto": the reference's 64 word pieces for single sentences, the same for logits and student
-    assert json.loads((tmp_path / "data/teacher_logits/info.json").read_text())["max_seq_len"] == 64
+    for recorded in ("teacher/training.json", "teacher_logits/info.json", "student/training.json"):
+        assert json.loads((tmp_path / "data" / recorded).read_text())["max_seq_len"] == 64, recorded
 
     metrics = json.loads((tmp_path / "data/evaluation/metrics.json").read_text())
     assert metrics["metric"] == "pearson"

@@ -31,7 +31,7 @@ def augmented_rows(built_repo) -> tuple[int, int]:
 
 def test_default_runs_the_reference_two_steps_on_the_augmented_set(built_repo, tmp_path):
     report = distill_with(built_repo, tmp_path)
-    assert set(report) == {"training_rows", "student_init", "intermediate_steps", "prediction_steps"}
+    assert set(report) == {"training_rows", "max_seq_len", "student_init", "intermediate_steps", "prediction_steps"}
     assert report["student_init"] == "general"
     assert report["training_rows"] == augmented_rows(built_repo)[0]
 
@@ -44,7 +44,7 @@ def test_without_data_augmentation_only_original_rows_are_used(built_repo, tmp_p
 
 def test_without_task_distillation_the_student_is_fine_tuned_on_labels(built_repo, tmp_path):
     report = distill_with(built_repo, tmp_path, distillation=False)
-    assert set(report) == {"training_rows", "student_init", "finetune_steps"}
+    assert set(report) == {"training_rows", "max_seq_len", "student_init", "finetune_steps"}
     assert (tmp_path / "data/student/finetune_log.csv").is_file()
 
 

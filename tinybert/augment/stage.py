@@ -187,8 +187,8 @@ def plan(backbone: BackboneConfig, cfg: AugmentConfig, *, task_dir: Path, mlm_di
     # A bad MLM folder or GloVe file fails here, before any worker starts; shards computed in
     # this process then reuse the loaded models.
     _models(cfg, mlm_dir)
-    fingerprint = (cfg.model_dump(exclude={"workers", "batch_size", "batch_tokens"}), file_sha256(Path(task_dir) / "train.parquet"),
-                   _folder_digest(mlm_dir))
+    fingerprint = (cfg.model_dump(exclude={"workers", "batch_size", "batch_tokens"}), resolved_n_aug(cfg, task_dir),
+                   file_sha256(Path(task_dir) / "train.parquet"), _folder_digest(mlm_dir))
     return ShardJob(
         compute="tinybert.augment.stage:augment_shard",
         context=(cfg, Path(task_dir), Path(mlm_dir)),

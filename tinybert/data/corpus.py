@@ -70,8 +70,10 @@ def detect_format(path: Path) -> str:
     if name.endswith(".txt"):
         return "text"
     with open(path, "rb") as fh:
+        bom = fh.read(3) == b"\xef\xbb\xbf"  # a UTF-8 byte-order mark is not content
+        fh.seek(3 if bom else 0)
         head = fh.read(512)
-        fh.seek(0)
+        fh.seek(3 if bom else 0)
         first_line, rest = fh.readline(1 << 20), fh.read(1)
     if head.startswith(b"BZh") or head.lstrip().startswith((b"<mediawiki", b"<?xml")):
         return "wiki-dump"

@@ -293,7 +293,8 @@ def _write(cfg: TaskConfig, out_dir: Path, path: Path, names, parts: dict[str, t
         "eval_splits": list(eval_splits),
         "majority_class": majority,
         "text_b": next(iter(parts.values()))[0].texts_b is not None,
-        "glue_task": cfg.glue_task if path.is_dir() else None,  # set by read_glue; for per-task defaults
+        # for the per-task defaults: set by read_glue for a GLUE folder, or named for a file
+        "glue_task": glue_task_name(path, cfg.glue_task) if cfg.glue_task or path.is_dir() else None,
     }
     with atomic_dir(out_dir) as tmp:
         for name, (examples, positions) in parts.items():

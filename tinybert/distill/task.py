@@ -85,6 +85,7 @@ def run(
 
     report = {
         "training_rows": len(data),
+        "max_seq_len": max_seq_len,
         "student_init": "general" if cfg.general_student else "random",
         **{f"{k}_steps": len(v) for k, v in logs.items()},
     }
