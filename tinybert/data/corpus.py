@@ -70,10 +70,9 @@ def detect_format(path: Path) -> str:
     if name.endswith(".txt"):
         return "text"
     with open(path, "rb") as fh:
-        bom = fh.read(3) == b"\xef\xbb\xbf"  # a UTF-8 byte-order mark is not content
-        fh.seek(3 if bom else 0)
+        start = _skip_byte_order_mark(fh)
         head = fh.read(512)
-        fh.seek(3 if bom else 0)
+        fh.seek(start)
         first_line, rest = fh.readline(1 << 20), fh.read(1)
     if head.startswith(b"BZh") or head.lstrip().startswith((b"<mediawiki", b"<?xml")):
         return "wiki-dump"
@@ -115,8 +114,7 @@ def read_wiki_json(path: Path) -> Iterator[str]:
     import ijson
 
     with open(path, "rb") as fh:
-        if fh.read(3) != b"\xef\xbb\xbf":  # a UTF-8 byte-order mark, as some editors write
-            fh.seek(0)
+        _skip_byte_order_mark(fh)
         first = _first_non_blank(fh)
         if first == b"{":
             entries: Iterable = ijson.kvitems(fh, "", use_float=True)
@@ -134,6 +132,14 @@ def read_wiki_json(path: Path) -> Iterator[str]:
                     yield text
         except ijson.JSONError as err:
             raise InputError(f"{path}: not valid UTF-8 JSON: {_ijson_message(err)}") from None
+
+
+def _skip_byte_order_mark(fh) -> int:
+    """Position a binary file after its UTF-8 byte-order mark (some editors write one; it is not
+    content), or at its start; return that position."""
+    start = 3 if fh.read(3) == b"\xef\xbb\xbf" else 0
+    fh.seek(start)
+    return start
 
 
 def _first_non_blank(fh) -> bytes:
