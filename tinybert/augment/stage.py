@@ -147,7 +147,6 @@ def augment_shard(job: ShardJob, shard: Shard) -> tuple[pa.Table, dict]:
     """Rows ``shard.start:shard.stop`` of the training set, augmented: a pure function of those
     rows, the models and the seed (each example's generator comes from (seed, id))."""
     cfg, task_dir, mlm_dir = job.context
-    n_aug = resolved_n_aug(cfg, task_dir)
     models = _models(cfg, mlm_dir)
     table = read_rows(Path(task_dir) / "train.parquet", shard.start, shard.stop)
     texts = table.column("text").to_pylist()
@@ -166,7 +165,7 @@ def augment_shard(job: ShardJob, shard: Shard) -> tuple[pa.Table, dict]:
     stats: Counter = Counter()
     progress = ShardProgress("augment", shard, limit, "examples")
     examples = list(zip(texts[:limit], texts_b[:limit]))
-    for rows, variants in augmented_chunks(examples, ids, models, p_t=cfg.p_t, n_aug=n_aug, seed=cfg.seed,
+    for rows, variants in augmented_chunks(examples, ids, models, p_t=cfg.p_t, n_aug=cfg.n_aug, seed=cfg.seed,
                                            chunk_examples=examples_per_chunk(cfg.batch_size), stats=stats):
         for r, (first, second) in zip(rows, variants):
             for v, (text, text_b, is_original) in enumerate(example_rows(texts[r], texts_b[r], first, second)):
@@ -184,11 +183,12 @@ def augment_shard(job: ShardJob, shard: Shard) -> tuple[pa.Table, dict]:
 def plan(backbone: BackboneConfig, cfg: AugmentConfig, *, task_dir: Path, mlm_dir: Path, **_outs) -> ShardJob:
     """Check the inputs and split the training set into shards of ``cfg.shard_rows`` rows."""
     num_rows = check_train(task_dir)
+    # `auto` becomes the task's number once, here: shards and the manifest read it from the job.
+    cfg = cfg.model_copy(update={"n_aug": resolved_n_aug(cfg, task_dir)})
     # A bad MLM folder or GloVe file fails here, before any worker starts; shards computed in
     # this process then reuse the loaded models.
     _models(cfg, mlm_dir)
-    fingerprint = (cfg.model_dump(exclude={"workers", "batch_size", "batch_tokens"}), resolved_n_aug(cfg, task_dir),
-                   file_sha256(Path(task_dir) / "train.parquet"), _folder_digest(mlm_dir))
+    fingerprint = (cfg.model_dump(exclude={"workers", "batch_size", "batch_tokens"}), file_sha256(Path(task_dir) / "train.parquet"), _folder_digest(mlm_dir))
     return ShardJob(
         compute="tinybert.augment.stage:augment_shard",
         context=(cfg, Path(task_dir), Path(mlm_dir)),
@@ -213,7 +213,7 @@ def augmented_sentences(cfg: AugmentConfig, shard: Shard) -> int:
 def publish(backbone: BackboneConfig, cfg: AugmentConfig, job: ShardJob, results: list[dict], out_dir: Path) -> dict:
     total = lambda key: sum(r[key] for r in results)  # noqa: E731
     metadata = dict(
-        p_t=cfg.p_t, n_aug=resolved_n_aug(cfg, job.context[1]), k=cfg.k, seed=cfg.seed, glove=cfg.glove, glove_limit=cfg.glove_limit,
+        p_t=cfg.p_t, n_aug=job.context[0].n_aug, k=cfg.k, seed=cfg.seed, glove=cfg.glove, glove_limit=cfg.glove_limit,
         max_examples=cfg.max_examples, precision=cfg.precision, backbone=backbone.model,
         source_rows=total("source_rows"), augmented_rows=total("augmented_rows"), source_sentences=total("sentences"),
         original_rows=total("source_rows"), generated_rows=total("rows") - total("source_rows"),
