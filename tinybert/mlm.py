@@ -17,7 +17,7 @@ from transformers import AutoModelForMaskedLM, BertForMaskedLM
 from tinybert.batching import Encoded, encode_corpus
 from tinybert.config import BackboneConfig, MlmConfig
 from tinybert.io import read_manifest
-from tinybert.models import load_pretrained, load_tokenizer, model_dir, publish_trained_model
+from tinybert.models import NEW_MLM_HEAD, load_pretrained, load_tokenizer, model_dir, publish_trained_model
 from tinybert.training import BatchSource, checkpoint_dir, seed_everything, train
 
 IGNORE = -100
@@ -79,10 +79,11 @@ def run(backbone: BackboneConfig, cfg: MlmConfig, *, corpus_dir: Path, out_dir: 
     report: dict = {"source": source, "held_out_sequences": n_eval, "mask_prob": cfg.mask_prob}
 
     if cfg.model:
-        model = load_pretrained(AutoModelForMaskedLM, model_dir(cfg.model, "mlm.model"))
+        model = load_pretrained(AutoModelForMaskedLM, model_dir(cfg.model, "mlm.model"), what="mlm.model")
         log = []
     else:
-        model = load_pretrained(BertForMaskedLM, model_dir(backbone.model, "backbone.model"))
+        model = load_pretrained(BertForMaskedLM, model_dir(backbone.model, "backbone.model"), what="backbone.model",
+                                new=NEW_MLM_HEAD)
         model.tie_weights()
         report["accuracy_before"] = masked_token_accuracy(model, held_out, tokenizer, cfg.mask_prob, cfg.train.seed)
         print(f"[mlm] masked-token accuracy before training: {report['accuracy_before']:.3f}", file=sys.stderr)

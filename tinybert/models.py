@@ -1,6 +1,7 @@
 """Loading, building and measuring the BERT models the pipeline uses."""
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from safetensors import SafetensorError
 from transformers import (
     AutoTokenizer,
     BertConfig,
@@ -29,39 +31,77 @@ def model_dir(value: str | Path, what: str) -> Path:
     path = resolve(str(value), what)
     if not (path / "config.json").is_file():
         raise InputError(f"{what}: {path} is not a model folder (no config.json)")
+    try:
+        model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (ValueError, AttributeError) as err:
+        raise InputError(f"{what}: {path / 'config.json'} is not a JSON object: {_first_line(err)}") from None
+    if model_type != "bert":
+        raise InputError(f"{what}: {path} holds a {model_type!r} model; the pipeline distils BERT models "
+                         "(model_type 'bert' in config.json)")
     return path
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0].strip()
 
 
 def load_tokenizer(path: str | Path, what: str = "tokenizer") -> PreTrainedTokenizerBase:
     folder = model_dir(path, what)
     try:
-        return AutoTokenizer.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0].strip()
-        raise InputError(f"{what}: cannot load a tokenizer from {folder}: {first}") from None
+        raise InputError(f"{what}: cannot load a tokenizer from {folder}: {_first_line(err)}") from None
+    # A folder saved with model.save_pretrained alone has no vocabulary; transformers then builds
+    # a tokenizer of special tokens only, and every word would silently become [UNK].
+    if len(tokenizer) <= len(tokenizer.all_special_tokens):
+        raise InputError(f"{what}: {folder} has no tokenizer vocabulary (tokenizer.json or vocab.txt); "
+                         "save the tokenizer with the model")
+    return tokenizer
 
 
-def load_pretrained(model_class, folder: Path, **kwargs):
+# Heads a stage adds to a checkpoint and trains itself: their weights may be absent.
+NEW_CLASSIFIER_HEAD = ("classifier.", "bert.pooler.")
+NEW_MLM_HEAD = ("cls.",)
+
+
+def load_pretrained(model_class, folder: Path, *, what: str = "model", new: tuple[str, ...] = (), **kwargs):
     """``model_class.from_pretrained(folder)`` with fp32 weights, whatever dtype the folder stores.
 
     transformers 5 loads a checkpoint in the dtype it was saved in. A teacher or MLM published
     in fp16 or bf16 would then train without loss scaling, and run slowly (fp16: not at all for
     some operators) on a CPU. The weights stay fp32 here; ``precision`` picks the compute dtype.
+
+    transformers fills any weight the checkpoint lacks with random values and only logs it, so a
+    folder of another architecture, or a masked-LM without its head, would load "successfully".
+    Here only weights under the ``new`` prefixes (a head the stage trains) may be missing.
     """
-    return model_class.from_pretrained(folder, dtype=torch.float32, **kwargs)
+    try:
+        model, info = model_class.from_pretrained(folder, dtype=torch.float32, output_loading_info=True, **kwargs)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+        reason = _first_line(err)
+        if "ignore_mismatched_sizes" in reason:  # its details are in a report transformers logs
+            reason = "the checkpoint's weight shapes differ from its config.json"
+        raise InputError(f"{what}: cannot load {model_class.__name__} weights from {folder}: {reason}") from None
+    missing = sorted(k for k in info["missing_keys"] if not k.startswith(new))
+    if missing:
+        raise InputError(f"{what}: {folder} lacks {len(missing)} of the {model_class.__name__}'s weights "
+                         f"(first: {missing[0]}); is it a BERT checkpoint of that kind?")
+    return model
 
 
 def load_encoder(path: str | Path, what: str = "backbone") -> BertModel:
     """A pre-trained BERT encoder (no task head) with pre-softmax attention capture enabled."""
     folder = model_dir(path, what)
-    return enable_capture(load_pretrained(BertModel, folder, add_pooling_layer=False))
+    return enable_capture(load_pretrained(BertModel, folder, what=what, add_pooling_layer=False))
 
 
 def load_classifier(path: str | Path, num_labels: int | None = None, what: str = "model") -> BertForSequenceClassification:
     """A BERT sequence classifier; ``num_labels`` given for a new head on an encoder folder."""
     folder = model_dir(path, what)
-    kwargs = {} if num_labels is None else {"num_labels": num_labels}
-    return load_pretrained(BertForSequenceClassification, folder, **kwargs)
+    if num_labels is None:
+        return load_pretrained(BertForSequenceClassification, folder, what=what)
+    return load_pretrained(BertForSequenceClassification, folder, what=what, new=NEW_CLASSIFIER_HEAD,
+                           num_labels=num_labels)
 
 
 def student_config(teacher: BertConfig, shape: StudentShape) -> BertConfig:

@@ -297,6 +297,45 @@ def test_unreadable_file_names_the_file(tmp_path):
     fails(tmp_path, src, "d.parquet", "cannot read")
 
 
+
+def test_numbers_in_a_csv_text_column_stay_as_written(tmp_path):
+    rows = [["007", "pos"], ["3.50", "neg"], ["1e3", "pos"], ["a sentence", "neg"]] * 3
+    _, splits = build(tmp_path, write_csv(tmp_path / "d.csv", ["text", "label"], rows))
+    assert {r["text"] for rows_ in splits.values() for r in rows_} == {"007", "3.50", "1e3", "a sentence"}
+
+
+def test_an_empty_json_file_is_an_error_naming_the_file(tmp_path):
+    src = tmp_path / "d.jsonl"
+    src.write_bytes(b"")
+    fails(tmp_path, src, "d.jsonl", "empty file")
+
+
+def test_a_repeated_csv_column_name_is_an_error_naming_it(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "text", "label"], [["a b", "c d", "pos"], ["e f", "g h", "neg"]] * 3)
+    fails(tmp_path, src, "d.csv", "'text'", "more than once")
+
+
+@pytest.mark.parametrize("field, value", [("text", ["good", "movie"]), ("label", {"name": "pos"})])
+def test_a_list_or_object_where_a_value_belongs_names_the_row_and_column(tmp_path, field, value):
+    rows = [{"text": f"row {i}", "label": "ab"[i % 2]} for i in range(6)]
+    rows[4][field] = value
+    src = tmp_path / "d.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    fails(tmp_path, src, "d.jsonl", "row 4", repr(field), type(value).__name__)
+
+
+@pytest.mark.parametrize("bad, hint", [(-1, "unlabelled"), (7, "not a class")])
+def test_a_class_label_outside_its_names_is_an_error_not_the_last_class(tmp_path, bad, hint):
+    from datasets import ClassLabel, Features, Value
+
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["neg", "pos"])})
+    rows = {"text": [f"sentence {i}" for i in range(10)], "label": [i % 2 for i in range(9)] + [bad]}
+    src = tmp_path / "d.parquet"
+    # datasets refuses to build such a column, but a parquet file's metadata can still declare it
+    metadata = {b"huggingface": json.dumps({"info": {"features": features.to_dict()}}).encode()}
+    pq.write_table(pa.table(rows).replace_schema_metadata(metadata), src)
+    fails(tmp_path, src, "d.parquet", "row 9", f"label {bad}", hint)
+
 def test_a_file_named_as_a_glue_task_records_it_for_the_per_task_defaults(tmp_path):
     src = write_csv(tmp_path / "sst.csv", ["text", "label"], sentiment_rows(30))
     info, _ = build(tmp_path / "named", src, glue_task="SST2")

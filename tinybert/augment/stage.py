@@ -96,9 +96,9 @@ def load_mlm(mlm_dir: Path):
         raise InputError(f"{mlm_dir}: masked-LM folder not found; run the mlm stage first")
     try:
         tokenizer = AutoTokenizer.from_pretrained(mlm_dir)
-        model = load_pretrained(AutoModelForMaskedLM, mlm_dir)
     except (OSError, ValueError) as err:
-        raise InputError(f"{mlm_dir}: cannot load a masked-LM model and tokenizer: {str(err).splitlines()[0]}") from None
+        raise InputError(f"{mlm_dir}: cannot load a masked-LM tokenizer: {str(err).splitlines()[0]}") from None
+    model = load_pretrained(AutoModelForMaskedLM, mlm_dir, what="masked-LM")
     if not getattr(tokenizer, "is_fast", False):
         raise InputError(f"{mlm_dir}: needs a fast tokenizer (tokenizer.json) for basic words and word ids")
     return model, tokenizer

