@@ -90,6 +90,8 @@ def test_malformed_params_are_named(tmp_path, text, needle):
     assert no_output(tmp_path, "data/task")
 
 
-def test_stage_whose_input_is_missing_says_which_stage_to_run(tmp_path):
-    result = tinybert(tmp_path, "general-distill", params=TINY)
-    assert_one_line_error(result, "data/corpus")
+@pytest.mark.parametrize("stage, needle", [("general-distill", "data/corpus"), ("teacher", "prepare-task"),
+                                           ("evaluate", "prepare-task")])
+def test_stage_whose_input_is_missing_says_which_stage_to_run(tmp_path, stage, needle):
+    result = tinybert(tmp_path, stage, params=TINY)
+    assert_one_line_error(result, needle)

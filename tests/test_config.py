@@ -41,6 +41,37 @@ def test_invalid_yaml_is_one_line_error(tmp_path):
     assert "\n" not in str(err.value)
 
 
+
+def test_a_yaml_error_names_the_line_and_the_problem(tmp_path):
+    with pytest.raises(InputError, match=r"params.yaml: not valid YAML: line 2, column 1: found character '\\t'"):
+        load_params(_write(tmp_path, "augment:\n\tp_t: 0.4\n"))
+
+
+def test_a_key_given_twice_is_an_error_not_the_last_one_winning(tmp_path):
+    with pytest.raises(InputError, match=r"params.yaml: not valid YAML: line 3, column 3: key 'p_t' appears twice"):
+        load_params(_write(tmp_path, "augment:\n  p_t: 0.4\n  p_t: 0.5\n"))
+
+
+def test_a_params_file_that_is_not_utf8_names_the_byte(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_bytes("# r\u00e9sum\u00e9\naugment:\n  p_t: 0.4\n".encode("cp1252"))
+    with pytest.raises(InputError, match=r"params.yaml: not UTF-8 text \(byte 0xe9 at offset 3\)"):
+        load_params(path)
+
+
+def test_label_names_are_distinct_and_only_for_classification(tmp_path):
+    with pytest.raises(InputError, match=r"task\.label_names: .*repeated: pos"):
+        load_params(_write(tmp_path, "task:\n  label_names: [neg, pos, pos]\n"))
+    with pytest.raises(InputError, match=r"task: .*label_names is for classification"):
+        load_params(_write(tmp_path, "task:\n  task_type: regression\n  metric: pearson\n  label_names: [a, b]\n"))
+
+
+def test_an_empty_source_is_an_error_not_the_working_folder():
+    from tinybert.assets import resolve
+
+    with pytest.raises(InputError, match=r"corpus.source: empty"):
+        resolve("", "corpus.source")
+
 def test_unknown_key_names_the_field(tmp_path):
     with pytest.raises(InputError, match=r"augment\.p_threshold: Extra inputs are not permitted"):
         load_params(_write(tmp_path, "augment:\n  p_threshold: 0.4\n"))

@@ -36,6 +36,8 @@ def is_embedded(value: str) -> bool:
 
 def resolve(value: str, what: str = "path") -> Path:
     """Return the local path for ``value`` (``embedded:NAME`` or a path); raise InputError if absent."""
+    if not str(value).strip():
+        raise InputError(f"{what}: empty; give a path or an embedded:NAME asset")  # "" would be the working folder
     if is_embedded(value):
         name = value[len(PREFIX):]
         if name not in EMBEDDED:

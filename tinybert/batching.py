@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import torch
 
 from tinybert.errors import InputError
-from tinybert.io import read_sharded
+from tinybert.io import read_json, read_sharded
 
 
 @dataclass
@@ -80,6 +80,14 @@ class _Packed:
             raise ValueError("token_type_ids and input_ids differ in length for some example")
         return _Packed(flat(input_ids), None if token_type_ids is None else flat(token_type_ids),
                        torch.from_numpy(offsets).clone(), torch.from_numpy(lengths).clone())
+
+
+def read_task_labels(task_dir: Path) -> dict:
+    """The prepared task's ``labels.json`` (task type, label names, splits...)."""
+    path = Path(task_dir) / "labels.json"
+    if not path.is_file():
+        raise InputError(f"{task_dir}: no labels.json; run the prepare-task stage first")
+    return read_json(path)
 
 
 def read_task_split(path: Path):

@@ -73,9 +73,23 @@ class TaskConfig(Section):
     max_examples: int | None = Field(None, ge=3)
     seed: int = 13
 
+    @field_validator("label_names")
+    @classmethod
+    def _distinct_names(cls, names: list[str] | None) -> list[str] | None:
+        repeated = sorted({n for n in names or [] if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"each label name once; repeated: {', '.join(repeated)}")
+        return names
+
+    @model_validator(mode="after")
+    def _names_only_for_classes(self) -> "TaskConfig":
+        if self.task_type == "regression" and self.label_names is not None:
+            raise ValueError("label_names is for classification; a regression task's label is a number")
+        return self
+
 
 class MlmConfig(Section):
-    # A path to any AutoModelForMaskedLM folder is used as it is; null trains one on the
+    # A path to any BERT masked-LM folder (with its head) is used as it is; null trains one on the
     # backbone (the embedded MiniLM has no masked-LM head).
     model: str | None = None
     mask_prob: float = Field(0.15, gt=0, lt=1)
@@ -250,14 +264,37 @@ def _format_error(path: Path, err: ValidationError) -> str:
     return f"{path}: {where}: {', or '.join(dict.fromkeys(messages))}{shown}"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error: the last
+    value would silently win, and a user editing the first copy would see no effect."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_reason(err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{where}{problem}"
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: parameters file not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
     except yaml.YAMLError as err:
-        raise InputError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+        raise InputError(f"{path}: not valid YAML: {_yaml_reason(err)}") from None
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     try:

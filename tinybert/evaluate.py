@@ -9,9 +9,9 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from tinybert.batching import encode_task, read_task_split
+from tinybert.batching import encode_task, read_task_labels, read_task_split
 from tinybert.config import EvaluateConfig
-from tinybert.io import atomic_dir, read_json, write_json
+from tinybert.io import atomic_dir, write_json
 from tinybert.models import batched_logits, folder_size, load_classifier, load_tokenizer, parameter_count
 
 SPLITS = ("dev", "test")
@@ -60,7 +60,7 @@ def throughput(model, vocab_size: int, batch: int, seq_len: int, repeats: int, d
 
 
 def run(cfg: EvaluateConfig, *, task_dir: Path, teacher_dir: Path, student_dir: Path, out_dir: Path) -> None:
-    labels = read_json(Path(task_dir) / "labels.json")
+    labels = read_task_labels(task_dir)
     regression = labels["task_type"] == "regression"
     # GLUE MNLI adds dev_mismatched; older task folders name no splits.
     names = labels.get("eval_splits", list(SPLITS))

@@ -6,15 +6,14 @@ from pathlib import Path
 import torch
 
 from tinybert import task_defaults
-from tinybert.batching import encode_task, read_task_split
+from tinybert.batching import encode_task, read_task_labels, read_task_split
 from tinybert.config import BackboneConfig, TeacherConfig
-from tinybert.io import read_json
 from tinybert.models import load_classifier, load_tokenizer, publish_trained_model
 from tinybert.training import BatchSource, checkpoint_dir, seed_everything, train
 
 
 def run(backbone: BackboneConfig, cfg: TeacherConfig, *, task_dir: Path, out_dir: Path) -> None:
-    labels = read_json(Path(task_dir) / "labels.json")
+    labels = read_task_labels(task_dir)
     regression = labels["task_type"] == "regression"
     seed_everything(cfg.train.seed)
     tokenizer = load_tokenizer(backbone.model, "backbone.model")

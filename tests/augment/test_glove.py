@@ -117,3 +117,34 @@ def test_unreadable_glove_file_is_an_input_error_naming_it(tmp_path):
     bad.write_text("cat 1.0 oops\ndog 1.0\n")
     with pytest.raises(InputError, match="bad.txt"):
         load_glove(str(bad), limit=10)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("cat 1.0 0.0\ndog 1.0\n", "line 2: 1 values, expected a word and 2 numbers"),
+    ("cat 1.0 0.0\ndog 1.0 0.5 0.2\n", "line 2: 3 values, expected a word and 2 numbers"),
+    ("cat 1.0 0.0\ndog 1.0 oops\n", "line 2: the vector of 'dog' holds a value that is not a number"),
+    ("", "holds no word vectors"),
+    ("\n\n", "holds no word vectors"),
+])
+def test_a_malformed_text_file_names_the_line_and_what_is_wrong(tmp_path, text, needle):
+    bad = tmp_path / "bad.txt"
+    bad.write_text(text)
+    with pytest.raises(InputError) as caught:
+        load_glove(str(bad), limit=10)
+    assert str(bad) in str(caught.value) and needle in str(caught.value), str(caught.value)
+
+
+def test_blank_lines_and_a_byte_order_mark_are_skipped_and_spaces_inside_a_word_kept(tmp_path):
+    path = tmp_path / "glove.txt"
+    path.write_text("\ufeffcat 1.0 0.0\n\n. . . 0.5 0.5\ndog 0.9 0.1\n\n", encoding="utf-8")
+    kv = load_glove(str(path), limit=10)
+    assert kv.index_to_key == ["cat", ". . .", "dog"]
+    np.testing.assert_allclose(kv[". . ."], [0.5, 0.5])
+
+
+def test_a_gzipped_text_file_loads(tmp_path):
+    import gzip
+
+    with gzip.open(tmp_path / "glove.txt.gz", "wt", encoding="utf-8") as fh:
+        fh.write("cat 1.0 0.0\ndog 0.9 0.1\n")
+    assert load_glove(str(tmp_path / "glove.txt.gz"), limit=10).index_to_key == ["cat", "dog"]

@@ -329,6 +329,19 @@ def test_malformed_json_names_the_file(tmp_path):
     assert_input_error(excinfo, "broken.json", "JSON")
 
 
+
+def test_a_source_that_fails_halfway_leaves_no_resume_state_behind(tmp_path, monkeypatch):
+    # The resume folder is keyed by the source's hash, so a fixed file would never use it.
+    monkeypatch.setenv("TINYBERT_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    entries = [f"Document {i} is long enough to be kept by the cleaning rules." for i in range(30)]
+    src = tmp_path / "cut.json"
+    src.write_text(json.dumps(entries)[: 2 * len(json.dumps(entries)) // 3])
+    with pytest.raises(InputError) as excinfo:
+        build(tmp_path, src, shard_documents=5)
+    assert_input_error(excinfo, "cut.json", "JSON")
+    assert not any((tmp_path / "checkpoints").rglob("*.parquet"))
+    assert not list((tmp_path / "checkpoints").glob("prepare-corpus-*"))
+
 def test_corrupt_dump_names_the_file(tmp_path):
     src = tmp_path / "bad.xml.bz2"
     src.write_bytes(bz2.compress(b"<mediawiki><page><title>unclosed"))

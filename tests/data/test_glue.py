@@ -110,3 +110,17 @@ def test_a_missing_dev_file_is_named(tmp_path):
     (folder / "dev_mismatched.tsv").unlink()
     with pytest.raises(InputError, match="dev_mismatched.tsv: GLUE file missing"):
         build(folder, tmp_path / "out")
+
+
+def test_a_file_that_is_not_utf8_names_the_file_and_the_byte(tmp_path):
+    folder = write_mnli(tmp_path / "MNLI")
+    with open(folder / "train.tsv", "ab") as fh:
+        fh.write(mnli_line(300, "neutral").replace("premise", "caf\u00e9").encode("latin-1") + b"\n")
+    with pytest.raises(InputError, match=r"train.tsv: not UTF-8 text \(byte 0xe9 at offset \d+\)"):
+        build(folder, tmp_path / "out")
+
+
+def test_the_glue_format_needs_a_folder(tmp_path):
+    source = write_mnli(tmp_path / "MNLI") / "train.tsv"
+    with pytest.raises(InputError, match=r"train.tsv: task.format glue reads a GLUE task folder"):
+        build(source, tmp_path / "out", format="glue")

@@ -35,9 +35,7 @@ def load_glove(path_or_embedded: str, limit: int) -> KeyedVectors:
         elif path.suffix == ".kv":
             kv = _truncate(KeyedVectors.load(str(path)), limit)
         else:
-            kv = KeyedVectors.load_word2vec_format(
-                str(path), binary=False, no_header=not _has_word2vec_header(path), limit=limit
-            )
+            kv = _read_text_vectors(path, limit)
     except InputError:
         raise
     except Exception as err:  # gensim/numpy/pyarrow raise many types for a corrupt file
@@ -74,13 +72,57 @@ def _truncate(kv: KeyedVectors, limit: int) -> KeyedVectors:
     return _keyed_vectors(kv.index_to_key[:limit], kv.vectors[:limit])
 
 
-def _has_word2vec_header(path: Path) -> bool:
+def _read_text_vectors(path: Path, limit: int) -> KeyedVectors:
+    """The first ``limit`` rows of a GloVe text file (``word v1 ... vD``; an optional word2vec
+    ``count D`` header line; gzip if named ``.gz``).
+
+    Read here rather than by gensim so that a bad row is reported by its line number, blank lines
+    and a byte-order mark are skipped, and a word holding spaces (a few rows of glove.840B) keeps
+    them: the last D fields are the vector, whatever precedes them is the word.
+    """
     import gzip
 
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-        first = fh.readline().split()
-    return len(first) == 2 and all(part.isdigit() for part in first)
+    words: list[str] = []
+    rows: list[list[str]] = []
+    line_numbers: list[int] = []
+    dim = None
+    with opener(path, "rt", encoding="utf-8-sig") as fh:
+        for number, line in enumerate(fh, start=1):
+            fields = line.rstrip("\r\n").split(" ")
+            if not line.strip():
+                continue
+            if dim is None:
+                if len(fields) == 2 and all(f.isdigit() for f in fields):  # word2vec header
+                    dim = int(fields[1])
+                    continue
+                dim = len(fields) - 1
+                if dim < 1:
+                    raise InputError(f"augment.glove: {path}: line {number}: a word and its vector expected")
+            if len(fields) < dim + 1 or (len(fields) > dim + 1 and _all_numbers(fields[-dim - 1:-dim])):
+                raise InputError(f"augment.glove: {path}: line {number}: {len(fields) - 1} values, expected a word and {dim} numbers")
+            words.append(" ".join(fields[:-dim]))
+            rows.append(fields[-dim:])
+            line_numbers.append(number)
+            if len(words) == limit:
+                break
+    if not words:
+        raise InputError(f"augment.glove: {path} holds no word vectors")
+    try:
+        vectors = np.array(rows, dtype=np.float32)
+    except ValueError:
+        bad = next(i for i, row in enumerate(rows) if not _all_numbers(row))
+        raise InputError(f"augment.glove: {path}: line {line_numbers[bad]}: the vector of {words[bad]!r} "
+                         "holds a value that is not a number") from None
+    return _keyed_vectors(words, vectors)
+
+
+def _all_numbers(fields: list[str]) -> bool:
+    try:
+        [float(f) for f in fields]
+    except ValueError:
+        return False
+    return True
 
 
 class GloveNeighbours:

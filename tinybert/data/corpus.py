@@ -23,6 +23,7 @@ import hashlib
 import itertools
 import json
 import re
+import shutil
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -369,12 +370,14 @@ def plan(backbone: BackboneConfig, cfg: CorpusConfig, **_paths) -> ShardJob:
     load_tokenizer(backbone.model)  # a bad backbone fails before any work
     fingerprint = (cfg.model_dump(exclude={"workers"}), source_sha256(path), backbone.model)
     work_dir = checkpoint_dir("prepare-corpus", fingerprint)
-    return ShardJob(
-        compute="tinybert.data.corpus:tokenize_shard",
-        context=(backbone, cfg),
-        work_dir=work_dir,
-        shards=tuple(split_documents(path, fmt, cfg, work_dir)),
-    )
+    try:
+        shards = split_documents(path, fmt, cfg, work_dir)
+    except InputError:
+        # The folder is keyed by the source's hash: once the file is fixed, nothing reads it again.
+        shutil.rmtree(work_dir, ignore_errors=True)
+        raise
+    return ShardJob(compute="tinybert.data.corpus:tokenize_shard", context=(backbone, cfg), work_dir=work_dir,
+                    shards=tuple(shards))
 
 
 def publish(backbone: BackboneConfig, cfg: CorpusConfig, job: ShardJob, results: list[dict], out_dir: Path) -> dict:

@@ -68,8 +68,11 @@ def read_glue_file(path: Path, task: GlueTask) -> tuple[list[int], list[str], li
     """(row numbers, texts, second texts or None, raw labels) of one GLUE TSV file."""
     if not path.is_file():
         raise InputError(f"{path}: GLUE file missing")
-    with open(path, encoding="utf-8-sig") as fh:
-        lines = fh.read().split("\n")
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            lines = fh.read().split("\n")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
     if lines and lines[-1] == "":
         lines.pop()
     start = 0

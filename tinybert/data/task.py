@@ -289,6 +289,8 @@ def run(cfg: TaskConfig, *, out_dir: Path) -> None:
         fitting = ", ".join(METRICS[cfg.task_type])
         raise InputError(f"task.metric: {cfg.metric!r} does not fit a {cfg.task_type} task; use one of: {fitting}")
     path = resolve(cfg.source, "task.source")
+    if cfg.format == "glue" and not path.is_dir():
+        raise InputError(f"{path}: task.format glue reads a GLUE task folder (train.tsv, dev.tsv), not a file")
     if cfg.format == "glue" or (cfg.format == "auto" and path.is_dir()):
         cfg, examples, names = read_glue(cfg, path)
         train = sample(examples.pop("train"), cfg.max_examples, cfg.seed)

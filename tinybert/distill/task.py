@@ -11,13 +11,13 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 from tinybert import task_defaults
-from tinybert.batching import encode_task
+from tinybert.batching import encode_task, read_task_labels
 from tinybert.capture import enable_capture
 from tinybert.config import ObjectiveSwitches, TaskDistillConfig, TrainSchedule
 from tinybert.distill.loop import distill
 from tinybert.distill.objective import build_objective
 from tinybert.distill.teacher_logits import load_teacher_logits
-from tinybert.io import read_json, read_manifest, read_sharded
+from tinybert.io import read_manifest, read_sharded
 from tinybert.models import load_classifier, load_tokenizer, model_dir, publish_trained_model
 from tinybert.runtime import is_main_process
 from tinybert.training import BatchSource, checkpoint_dir, seed_everything, train
@@ -37,7 +37,7 @@ def run(
     out_dir: Path,
 ) -> None:
     cfg = switches.applied_to(cfg)
-    labels = read_json(Path(task_dir) / "labels.json")
+    labels = read_task_labels(task_dir)
     regression = labels["task_type"] == "regression"
     seed_everything(cfg.intermediate.seed)
     tokenizer = load_tokenizer(teacher_dir, "teacher")
