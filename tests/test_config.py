@@ -52,6 +52,13 @@ def test_a_key_given_twice_is_an_error_not_the_last_one_winning(tmp_path):
         load_params(_write(tmp_path, "augment:\n  p_t: 0.4\n  p_t: 0.5\n"))
 
 
+def test_yaml_merge_keys_still_work_and_an_explicit_key_overrides_the_merged_one(tmp_path):
+    text = ("mlm:\n  train: &train {lr: 0.001, batch_size: 8, max_steps: 5}\n"
+            "teacher:\n  train:\n    <<: *train\n    lr: 0.002\n")
+    params = load_params(_write(tmp_path, text))
+    assert (params.teacher.train.batch_size, params.teacher.train.lr) == (8, 0.002)
+
+
 def test_a_params_file_that_is_not_utf8_names_the_byte(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_bytes("# r\u00e9sum\u00e9\naugment:\n  p_t: 0.4\n".encode("cp1252"))

@@ -5,7 +5,15 @@ import json
 
 import pytest
 import torch
-from transformers import BertConfig, BertForMaskedLM, BertModel, BertTokenizerFast, DistilBertConfig, DistilBertModel
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    BertForSequenceClassification,
+    BertModel,
+    BertTokenizerFast,
+    DistilBertConfig,
+    DistilBertModel,
+)
 
 from tinybert.augment.stage import load_mlm
 from tinybert.errors import InputError
@@ -65,11 +73,26 @@ def test_weights_of_other_sizes_are_refused(tmp_path):
     refused(lambda: load_encoder(folder, "backbone.model"), "backbone.model", "shapes differ from its config.json")
 
 
-def test_an_unreadable_weights_file_is_refused(tmp_path):
+@pytest.mark.parametrize("weights_file", ["model.safetensors", "pytorch_model.bin"])
+def test_an_unreadable_weights_file_is_refused(tmp_path, weights_file):
     folder = saved(tmp_path, BertModel(BertConfig(**SMALL)))
+    (folder / "model.safetensors").unlink()
     # what a clone without git-lfs holds in place of the weights
-    (folder / "model.safetensors").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n")
+    (folder / weights_file).write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n")
     refused(lambda: load_classifier(folder, num_labels=2, what="teacher"), "teacher", "cannot load")
+
+
+def test_a_config_without_model_type_as_converted_bert_checkpoints_have_is_accepted(tmp_path):
+    folder = saved(tmp_path, BertModel(BertConfig(**SMALL)))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "model_type"}))
+    assert load_encoder(folder, "backbone.model").config.hidden_size == 16
+
+
+def test_a_classifier_with_another_number_of_classes_gets_a_new_head_as_a_backbone(tmp_path):
+    folder = saved(tmp_path, BertForSequenceClassification(BertConfig(**SMALL, num_labels=3)))
+    model = load_classifier(folder, num_labels=2, what="backbone.model")
+    assert model.classifier.out_features == 2 and model.config.num_labels == 2
 
 
 def test_a_masked_lm_without_its_head_is_refused_but_the_mlm_stage_may_add_one_to_an_encoder(tmp_path):

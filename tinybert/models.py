@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 import sys
 import time
@@ -35,7 +36,8 @@ def model_dir(value: str | Path, what: str) -> Path:
         model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
     except (ValueError, AttributeError) as err:
         raise InputError(f"{what}: {path / 'config.json'} is not a JSON object: {_first_line(err)}") from None
-    if model_type != "bert":
+    # Configs converted from the original TensorFlow BERT often carry no model_type at all.
+    if model_type is not None and model_type != "bert":
         raise InputError(f"{what}: {path} holds a {model_type!r} model; the pipeline distils BERT models "
                          "(model_type 'bert' in config.json)")
     return path
@@ -75,13 +77,19 @@ def load_pretrained(model_class, folder: Path, *, what: str = "model", new: tupl
     folder of another architecture, or a masked-LM without its head, would load "successfully".
     Here only weights under the ``new`` prefixes (a head the stage trains) may be missing.
     """
+    if new:  # e.g. a 3-class checkpoint as the backbone of a 2-class task: its head is replaced
+        kwargs["ignore_mismatched_sizes"] = True
     try:
         model, info = model_class.from_pretrained(folder, dtype=torch.float32, output_loading_info=True, **kwargs)
-    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+    except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError) as err:
         reason = _first_line(err)
         if "ignore_mismatched_sizes" in reason:  # its details are in a report transformers logs
             reason = "the checkpoint's weight shapes differ from its config.json"
         raise InputError(f"{what}: cannot load {model_class.__name__} weights from {folder}: {reason}") from None
+    resized = sorted(key for key, *_ in info["mismatched_keys"] if not key.startswith(new))
+    if resized:
+        raise InputError(f"{what}: cannot load {model_class.__name__} weights from {folder}: the checkpoint's weight "
+                         f"shapes differ from its config.json ({len(resized)} weights, first: {resized[0]})")
     missing = sorted(k for k in info["missing_keys"] if not k.startswith(new))
     if missing:
         raise InputError(f"{what}: {folder} lacks {len(missing)} of the {model_class.__name__}'s weights "

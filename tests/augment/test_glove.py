@@ -148,3 +148,18 @@ def test_a_gzipped_text_file_loads(tmp_path):
     with gzip.open(tmp_path / "glove.txt.gz", "wt", encoding="utf-8") as fh:
         fh.write("cat 1.0 0.0\ndog 0.9 0.1\n")
     assert load_glove(str(tmp_path / "glove.txt.gz"), limit=10).index_to_key == ["cat", "dog"]
+
+
+def test_a_space_before_the_newline_as_word2vec_writes_it_is_not_a_value(tmp_path):
+    path = tmp_path / "vectors.vec"
+    path.write_text("2 3\nthe 0.1 0.2 0.3 \nof 0.4 0.5 0.6 \r\n")
+    kv = load_glove(str(path), limit=10)
+    assert kv.index_to_key == ["the", "of"] and kv.vector_size == 3
+
+
+def test_a_word_listed_twice_keeps_its_first_vector_and_is_never_its_own_neighbour(tmp_path):
+    path = tmp_path / "glove.txt"
+    path.write_text("cat 1.0 0.0\ndog 0.9 0.1\ncat 0.0 1.0\n")
+    kv = load_glove(str(path), limit=10)
+    assert kv.index_to_key == ["cat", "dog"]
+    assert GloveNeighbours(kv, k=5).neighbours(["cat"]) == {"cat": ["dog"]}

@@ -315,6 +315,12 @@ def test_a_repeated_csv_column_name_is_an_error_naming_it(tmp_path):
     fails(tmp_path, src, "d.csv", "'text'", "more than once")
 
 
+def test_empty_trailing_header_cells_from_a_spreadsheet_are_not_repeated_names(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label", "", ""], [["a b", "pos", "", ""], ["e f", "neg", "", ""]] * 3)
+    info, _ = build(tmp_path, src)
+    assert sum(info["rows"].values()) == 6
+
+
 @pytest.mark.parametrize("field, value", [("text", ["good", "movie"]), ("label", {"name": "pos"})])
 def test_a_list_or_object_where_a_value_belongs_names_the_row_and_column(tmp_path, field, value):
     rows = [{"text": f"row {i}", "label": "ab"[i % 2]} for i in range(6)]

@@ -84,12 +84,13 @@ def _read_text_vectors(path: Path, limit: int) -> KeyedVectors:
 
     opener = gzip.open if path.suffix == ".gz" else open
     words: list[str] = []
-    rows: list[list[str]] = []
-    line_numbers: list[int] = []
+    vectors: list[np.ndarray] = []  # parsed row by row: strings of 100k x 300 values would take GBs
+    seen: set[str] = set()
     dim = None
-    with opener(path, "rt", encoding="utf-8-sig") as fh:
+    # newline="\n": a stray carriage return inside a word does not end its line.
+    with opener(path, "rt", encoding="utf-8-sig", newline="\n") as fh:
         for number, line in enumerate(fh, start=1):
-            fields = line.rstrip("\r\n").split(" ")
+            fields = line.rstrip().split(" ")  # word2vec and fastText write a space before the newline
             if not line.strip():
                 continue
             if dim is None:
@@ -99,27 +100,29 @@ def _read_text_vectors(path: Path, limit: int) -> KeyedVectors:
                 dim = len(fields) - 1
                 if dim < 1:
                     raise InputError(f"augment.glove: {path}: line {number}: a word and its vector expected")
-            if len(fields) < dim + 1 or (len(fields) > dim + 1 and _all_numbers(fields[-dim - 1:-dim])):
+            if len(fields) < dim + 1 or (len(fields) > dim + 1 and _is_number(fields[-dim - 1])):
                 raise InputError(f"augment.glove: {path}: line {number}: {len(fields) - 1} values, expected a word and {dim} numbers")
-            words.append(" ".join(fields[:-dim]))
-            rows.append(fields[-dim:])
-            line_numbers.append(number)
+            word = " ".join(fields[:-dim])
+            try:
+                vector = np.array(fields[-dim:], dtype=np.float32)
+            except ValueError:
+                raise InputError(f"augment.glove: {path}: line {number}: the vector of {word!r} "
+                                 "holds a value that is not a number") from None
+            if word in seen:  # a second row would make the word its own neighbour
+                continue
+            seen.add(word)
+            words.append(word)
+            vectors.append(vector)
             if len(words) == limit:
                 break
     if not words:
         raise InputError(f"augment.glove: {path} holds no word vectors")
-    try:
-        vectors = np.array(rows, dtype=np.float32)
-    except ValueError:
-        bad = next(i for i, row in enumerate(rows) if not _all_numbers(row))
-        raise InputError(f"augment.glove: {path}: line {line_numbers[bad]}: the vector of {words[bad]!r} "
-                         "holds a value that is not a number") from None
-    return _keyed_vectors(words, vectors)
+    return _keyed_vectors(words, np.stack(vectors))
 
 
-def _all_numbers(fields: list[str]) -> bool:
+def _is_number(text: str) -> bool:
     try:
-        [float(f) for f in fields]
+        float(text)
     except ValueError:
         return False
     return True

@@ -105,8 +105,12 @@ def _check_header(path: Path, delimiter: str) -> None:
 
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
         quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
-        header = next(csv.reader(fh, delimiter=delimiter, quoting=quoting), [])
-    repeated = sorted({name for name in header if header.count(name) > 1})
+        try:
+            header = next(csv.reader(fh, delimiter=delimiter, quoting=quoting), [])
+        except csv.Error:
+            return  # a malformed header: pandas names the problem when it reads the file
+    # Empty names (a spreadsheet's trailing commas) are fine: pandas calls them "Unnamed: N".
+    repeated = sorted({name for name in header if name and header.count(name) > 1})
     if repeated:
         raise InputError(f"{path}: column name(s) {', '.join(map(repr, repeated))} appear more than once in the header")
 
