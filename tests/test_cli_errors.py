@@ -47,6 +47,13 @@ def test_missing_column_is_named(tmp_path):
     assert no_output(tmp_path, "data/task")
 
 
+
+def test_an_unparsable_json_lines_file_gives_our_line_and_nothing_else(tmp_path):
+    (tmp_path / "d.jsonl").write_text('{"text": "a fine film", "label": "pos"}\n{"text": ')
+    result = tinybert(tmp_path, "prepare-task", params=with_task(source="d.jsonl", max_examples=None))
+    message = assert_one_line_error(result, "d.jsonl", "cannot read as json")
+    assert result.stderr.strip().splitlines() == [message]  # no log lines or progress bars from datasets
+
 def test_empty_dataset_is_refused(tmp_path):
     (tmp_path / "empty.csv").write_text("text,label\n")
     result = tinybert(tmp_path, "prepare-task", params=with_task(source="empty.csv", max_examples=None))

@@ -73,7 +73,7 @@ def load_columns(path: Path, fmt: str, text_columns: tuple[str, ...] = ()) -> tu
     from datasets import load_dataset
 
     # Our error line says what went wrong; datasets' own log lines and progress bars would bury it.
-    datasets.utils.logging.set_verbosity_error()
+    datasets.utils.logging.set_verbosity(datasets.utils.logging.CRITICAL)  # it logs parse failures as errors
     datasets.disable_progress_bars()
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
