@@ -87,17 +87,14 @@ def check_train(task_dir: Path) -> int:
 
 
 def load_mlm(mlm_dir: Path):
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoModelForMaskedLM
 
-    from tinybert.models import load_pretrained
+    from tinybert.models import load_pretrained, load_tokenizer
 
     mlm_dir = Path(mlm_dir)
     if not mlm_dir.is_dir():
         raise InputError(f"{mlm_dir}: masked-LM folder not found; run the mlm stage first")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(mlm_dir)
-    except (OSError, ValueError) as err:
-        raise InputError(f"{mlm_dir}: cannot load a masked-LM tokenizer: {str(err).splitlines()[0]}") from None
+    tokenizer = load_tokenizer(mlm_dir, "masked-LM")  # the same checks as every other model folder
     model = load_pretrained(AutoModelForMaskedLM, mlm_dir, what="masked-LM")
     if not getattr(tokenizer, "is_fast", False):
         raise InputError(f"{mlm_dir}: needs a fast tokenizer (tokenizer.json) for basic words and word ids")
