@@ -8,7 +8,7 @@
 #   DEVICE=cpu SMALL=1 bash benchmarks/gpu_checks.sh     # a smoke run of the script itself, here
 #   CHECKS="augment distillation" PRECISIONS="fp32 bf16" BATCHES="32" ASSETS=.gpu bash benchmarks/gpu_checks.sh
 #
-# CHECKS (tests augment augment-stage distillation inference), PRECISIONS and BATCHES pick a subset, for a lease
+# CHECKS (tests augment augment-stage distillation inference), PRECISIONS, BATCHES and WORKER_ROWS pick a subset, for a lease
 # too short for everything; by default all run. A device call brings back at most 8 files from
 # $OUT: with all checks, read the rest in the call's output (each check prints its tail).
 #
@@ -37,9 +37,9 @@ fi
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 if [ -n "${SMALL:-}" ]; then  # the smoke run: every check, tiny sizes
-    SENTENCES=8 WORKER_ROWS=40 SHARD_ROWS=20 STEPS=2 BIG_BATCH=8 REPEATS=1
-else
-    SENTENCES=1024 WORKER_ROWS=4000 SHARD_ROWS=500 STEPS=20 BIG_BATCH=256 REPEATS=20
+    SENTENCES=8 WORKER_ROWS=${WORKER_ROWS:-40} SHARD_ROWS=20 STEPS=2 BIG_BATCH=8 REPEATS=1
+else  # WORKER_ROWS=8454: the whole movie-review training split
+    SENTENCES=1024 WORKER_ROWS=${WORKER_ROWS:-4000} SHARD_ROWS=500 STEPS=20 BIG_BATCH=256 REPEATS=20
 fi
 BATCHES=${BATCHES:-32 $BIG_BATCH}
 wanted() { [[ " $CHECKS " == *" $1 "* ]]; }

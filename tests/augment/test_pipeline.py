@@ -40,14 +40,15 @@ def test_variants_do_not_depend_on_chunking(tokenizer, tiny_kv):
 
 
 def test_a_failure_in_a_later_chunk_reaches_the_caller_after_the_chunks_before(tokenizer, tiny_kv, monkeypatch):
-    real = pipeline.candidate_sets
+    real = pipeline.launch_candidate_sets
 
     def fails_on_dogs(sentences, *args):
         if sentences[0][0] == "dogs":
             raise RuntimeError("boom")
         return real(sentences, *args)
 
-    monkeypatch.setattr(pipeline, "candidate_sets", fails_on_dogs)
+    # The next chunk is started before the current one is delivered: its failure must wait its turn.
+    monkeypatch.setattr(pipeline, "launch_candidate_sets", fails_on_dogs)
     chunks = augmented_chunks(EXAMPLES, IDS, tools(tokenizer, tiny_kv), p_t=0.5, n_aug=2, seed=1, chunk_examples=1)
     assert next(chunks)[0] == range(0, 1)
     with pytest.raises(RuntimeError, match="boom"):
@@ -57,3 +58,15 @@ def test_a_failure_in_a_later_chunk_reaches_the_caller_after_the_chunks_before(t
 def test_no_examples_yield_no_chunks(tokenizer, tiny_kv):
     assert augment(tools(tokenizer, tiny_kv), chunk=4, examples=[]) == []
 
+
+
+def test_the_next_chunk_is_launched_before_the_current_one_is_collected(tokenizer, tiny_kv, monkeypatch):
+    # On a GPU the next chunk's MLM batches then run while the host samples the current chunk.
+    calls = []
+    launch, collect = pipeline.launch_candidate_sets, pipeline.collect_candidate_sets
+    monkeypatch.setattr(pipeline, "launch_candidate_sets",
+                        lambda sentences, *args: calls.append(("launch", sentences[0][0])) or launch(sentences, *args))
+    monkeypatch.setattr(pipeline, "collect_candidate_sets",
+                        lambda pending, *args: calls.append(("collect", pending.sentences[0][0])) or collect(pending, *args))
+    augment(tools(tokenizer, tiny_kv), chunk=2)
+    assert calls == [("launch", "a"), ("launch", "the"), ("collect", "a"), ("collect", "the")]

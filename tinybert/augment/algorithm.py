@@ -11,11 +11,12 @@ Rules (method.md, "Data augmentation" and its "Reference details"):
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 
 from tinybert.augment.glove import GloveNeighbours
-from tinybert.augment.mlm import MlmCandidates
+from tinybert.augment.mlm import MlmCandidates, PendingCandidates
 from tinybert.augment.words import is_eligible
 
 
@@ -31,8 +32,30 @@ def candidate_sets(
     Sentences are processed together so that MLM inputs and GloVe searches are batched.
     ``stats`` (optional) counts words by source: ``mlm``, ``glove`` and ``itself`` (no candidate).
     """
+    return collect_candidate_sets(launch_candidate_sets(sentences, mlm, stopwords), glove, stats)
+
+
+@dataclass
+class PendingSets:
+    """:func:`candidate_sets` between its MLM batches' launch and their results."""
+
+    sentences: list[list[str]]
+    eligible: list[list[int]]
+    mlm: MlmCandidates
+    from_mlm: PendingCandidates
+
+
+def launch_candidate_sets(sentences: list[list[str]], mlm: MlmCandidates, stopwords: frozenset[str]) -> PendingSets:
+    """The first half of :func:`candidate_sets`: find the eligible words and queue their MLM batches."""
     eligible = [[i for i, w in enumerate(words) if is_eligible(w, stopwords)] for words in sentences]
-    from_mlm = mlm.candidates(sentences, eligible)
+    return PendingSets(sentences, eligible, mlm, mlm.launch(sentences, eligible))
+
+
+def collect_candidate_sets(pending: PendingSets, glove: GloveNeighbours,
+                           stats: Counter | None = None) -> list[list[list[str] | None]]:
+    """The second half: wait for the MLM candidates, give every other eligible word its GloVe neighbours."""
+    sentences, eligible = pending.sentences, pending.eligible
+    from_mlm = pending.mlm.collect(pending.from_mlm)
     to_glove = [sentences[s][i] for s, indices in enumerate(eligible) for i in indices if i not in from_mlm[s]]
     from_glove = glove.neighbours(to_glove)
     out = []

@@ -104,6 +104,17 @@ class _TopK:
     done: torch.cuda.Event | None
 
 
+@dataclass
+class PendingCandidates:
+    """A launched :meth:`MlmCandidates.launch` request: the batches' top-k (on a GPU, possibly
+    still being computed) and what each batch row asked for."""
+
+    result: list[dict[int, list[str]]]
+    asked_sentence: list[int]
+    asked_word: list[int]
+    batches: list[tuple[np.ndarray, _TopK]]
+
+
 class MlmCandidates:
     """Top-k MLM predictions for single-piece words, batched across sentences."""
 
@@ -147,43 +158,48 @@ class MlmCandidates:
         Target words that are not exactly one piece are left out (the caller uses GloVe for
         them). A single piece pushed past ``max_length`` by the doubled input gets ``[]``.
         """
+        return self.collect(self.launch(sentences, targets))
+
+    def launch(self, sentences: list[list[str]], targets: list[list[int]]) -> "PendingCandidates":
+        """Start :meth:`candidates`: on a GPU every batch is queued and none is waited for, so the
+        caller can do other host work (sample the chunk before) while the GPU computes these.
+        On a CPU the batches are computed here. :meth:`collect` returns the result."""
         layouts = sentence_pieces(self.tokenizer, sentences)
-        result: list[dict[int, list[str]]] = [{} for _ in sentences]
-        asked_sentence, asked_word, asked_piece = [], [], []
+        pending = PendingCandidates([{} for _ in sentences], [], [], [])
+        asked_sentence, asked_piece = [], []
         for s, (layout, wanted) in enumerate(zip(layouts, targets)):
             for w in wanted:
                 pieces = layout.word_pieces[w]
                 if len(pieces) != 1:
                     continue
                 if 1 + pieces[0] >= self.max_length:
-                    result[s][w] = []
+                    pending.result[s][w] = []
                     continue
                 asked_sentence.append(s)
-                asked_word.append(w)
+                pending.asked_word.append(w)
                 asked_piece.append(pieces[0])
+        pending.asked_sentence = asked_sentence
         if not asked_sentence:
-            return result
+            return pending
         pairs = PairInputs([layout.ids for layout in layouts], max_length=self.max_length, pad_id=self.pad_id,
                            **self.special)
         sentence_of, piece_of = np.array(asked_sentence), np.array(asked_piece)
         # Longest first: batches of similar length waste little padding; the order of
         # requests does not change any one request's result.
         order = np.argsort(-pairs.lengths[sentence_of], kind="stable")
-        # One batch in flight: batch i+1 is queued on the GPU before batch i's top-k is read, so
-        # the GPU works while the host turns ids into tokens and builds the next inputs.
-        in_flight = None
         for start, stop in self._batches(pairs.lengths[sentence_of[order]]):
             rows = order[start:stop]
-            launched = rows, self._launch(*pairs.batch(sentence_of[rows], piece_of[rows]))
-            if in_flight is not None:
-                self._store(result, asked_sentence, asked_word, *in_flight)
-            in_flight = launched
-        self._store(result, asked_sentence, asked_word, *in_flight)
-        return result
+            pending.batches.append((rows, self._launch(*pairs.batch(sentence_of[rows], piece_of[rows]))))
+        return pending
 
-    def _store(self, result, asked_sentence, asked_word, rows: np.ndarray, top: "_TopK") -> None:
-        for r, found in zip(rows.tolist(), self._tokens(top)):
-            result[asked_sentence[r]][asked_word[r]] = found
+    def collect(self, pending: "PendingCandidates") -> list[dict[int, list[str]]]:
+        """Wait for a launched request's batches and return :meth:`candidates`' result."""
+        result = pending.result
+        for rows, top in pending.batches:
+            for r, found in zip(rows.tolist(), self._tokens(top)):
+                result[pending.asked_sentence[r]][pending.asked_word[r]] = found
+        pending.batches.clear()
+        return result
 
     def _batches(self, lengths: np.ndarray) -> list[tuple[int, int]]:
         """(start, stop) of consecutive runs of the inputs, sorted longest first: at most

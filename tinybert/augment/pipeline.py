@@ -1,11 +1,11 @@
 """Algorithm 1 over a run of examples, chunk by chunk: the stage's loop, shared with the benchmark.
 
 A chunk's candidate sets (tokenisation, MLM batches, GloVe searches) are computed together, so
-that MLM inputs fill large batches; then each example's sentences are sampled.
-
-Computing the next chunk's candidates in a helper thread while the caller sampled the current
-one was tried and measured: no gain on an H200 (71.2x against 72.7x without it, then 58.9x
-against 59.2x with a short interpreter switch interval) nor on 2 CPU cores, so it is not done.
+that MLM inputs fill large batches; then each example's sentences are sampled. The next chunk's
+MLM batches are queued before the current chunk's results are read, so on a GPU they run while
+the host looks up GloVe neighbours, samples and writes the current chunk (on a CPU the order
+changes nothing). A helper thread computing the next chunk was tried first and gave nothing on
+an H200 (71.2x against 72.7x): the two threads shared the interpreter lock.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from tinybert.augment.algorithm import augment_sentence, candidate_sets, example_rng
+from tinybert.augment.algorithm import PendingSets, augment_sentence, collect_candidate_sets, example_rng, launch_candidate_sets
 from tinybert.augment.glove import GloveNeighbours
 from tinybert.augment.mlm import MlmCandidates
 from tinybert.augment.words import basic_words
@@ -49,13 +49,28 @@ def augmented_chunks(
     from one generator seeded by (``seed``, ``ids[r]``), first sentence first, so the output does
     not depend on the chunking. ``stats`` counts words by candidate source (``candidate_sets``).
     """
-    for start in range(0, len(examples), chunk_examples):
-        rows = range(start, min(start + chunk_examples, len(examples)))
+    chunks = [range(start, min(start + chunk_examples, len(examples))) for start in range(0, len(examples), chunk_examples)]
+
+    def launch(rows: range) -> tuple[list[tuple[int, int]], PendingSets]:
         owners = [(r, part) for r in rows for part, text in enumerate(examples[r]) if text is not None]
         sentences = [basic_words(tools.tokenizer, examples[r][part]) for r, part in owners]
-        sets = candidate_sets(sentences, tools.mlm, tools.glove, tools.stopwords, stats)
+        return owners, launch_candidate_sets(sentences, tools.mlm, tools.stopwords)
+
+    def launch_ahead(i: int):
+        # A chunk that fails to start fails in its own turn: the chunks before are delivered first.
+        try:
+            return launch(chunks[i]) if i < len(chunks) else None
+        except Exception as err:  # noqa: BLE001 (re-raised unchanged below)
+            return err
+
+    ahead = launch_ahead(0)
+    for i, rows in enumerate(chunks):
+        if isinstance(ahead, Exception):
+            raise ahead
+        (owners, pending), ahead = ahead, launch_ahead(i + 1)
+        sets = collect_candidate_sets(pending, tools.glove, stats)
         rngs = {r: example_rng(seed, ids[r]) for r in rows}
         variants: list[list[list[str] | None]] = [[None] * len(examples[r]) for r in rows]
-        for (r, part), words, word_sets in zip(owners, sentences, sets):
-            variants[r - start][part] = augment_sentence(words, word_sets, p_t, n_aug, rngs[r], original=examples[r][part])
+        for (r, part), words, word_sets in zip(owners, pending.sentences, sets):
+            variants[r - rows.start][part] = augment_sentence(words, word_sets, p_t, n_aug, rngs[r], original=examples[r][part])
         yield rows, variants

@@ -75,15 +75,22 @@ class DistillationObjective(nn.Module):
 
     def _loss(self, match: Match, student: Features, teacher: Features) -> torch.Tensor:
         if match.feature == "embedding":
-            return embedding_loss(student.hidden[0], teacher.hidden[0], self.embedding_proj)
+            return embedding_loss(student.hidden[0], _savable(teacher.hidden[0]), self.embedding_proj)
         if match.feature == "hidden":
-            return hidden_loss(student.hidden[match.student], teacher.hidden[match.teacher], self.hidden_proj)
+            return hidden_loss(student.hidden[match.student], _savable(teacher.hidden[match.teacher]), self.hidden_proj)
         if match.feature == "attention":
+            # The losses mask the teacher's scores first, which makes an ordinary tensor of them.
             pair = student.scores[match.student - 1], teacher.scores[match.teacher - 1]
             return head_mean_attention_loss(*pair) if self.head_mean else attention_loss(*pair)
         if self.regression:
-            return regression_prediction_loss(student.logits, teacher.logits)
+            return regression_prediction_loss(student.logits, _savable(teacher.logits))
         return soft_cross_entropy(student.logits, teacher.logits, self.temperature)
+
+
+def _savable(target: torch.Tensor) -> torch.Tensor:
+    """A teacher output that autograd may save for backward: one computed under inference mode
+    (the loop runs the teacher so) is copied, as it may not be saved; any other is used as is."""
+    return target.clone() if target.is_inference() else target
 
 
 def build_objective(
