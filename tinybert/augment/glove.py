@@ -8,6 +8,7 @@ GloVe has no candidates.
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,12 @@ class GloveNeighbours:
         vectors = torch.from_numpy(np.ascontiguousarray(kv.vectors, dtype=np.float32))
         # On the MLM's GPU when there is one: a batch's similarities are a (batch x 100k) product.
         self._unit = torch.nn.functional.normalize(vectors.to(device), dim=1)
+        # There the searches run on a stream of their own: the pipeline queues the next chunk's
+        # MLM batches before it searches this chunk's words, and on the default stream a search
+        # (and so the host) would wait for all of those batches.
+        self._stream = torch.cuda.Stream(self._unit.device) if self._unit.is_cuda else None
+        if self._stream is not None:
+            torch.cuda.synchronize(self._unit.device)  # the vectors are ready before that stream reads them
         # lower-cased word -> candidates, least recently used first
         self._cache: OrderedDict[str, list[str]] = OrderedDict()
 
@@ -172,8 +179,9 @@ class GloveNeighbours:
 
     def _search(self, batch: list[str]) -> dict[str, list[str]]:
         rows = torch.tensor([self.kv.key_to_index[w] for w in batch], dtype=torch.long)
-        scores = self._unit[rows.to(self._unit.device)] @ self._unit.T
-        # k+1 so that k remain once the word's own row (excluded by index, not by score) is dropped.
-        top = torch.topk(scores, min(self.k + 1, scores.shape[1]), dim=1).indices.tolist()
+        with torch.cuda.stream(self._stream) if self._stream is not None else nullcontext():
+            scores = self._unit[rows.to(self._unit.device)] @ self._unit.T
+            # k+1 so that k remain once the word's own row (excluded by index, not by score) is dropped.
+            top = torch.topk(scores, min(self.k + 1, scores.shape[1]), dim=1).indices.tolist()
         return {word: [self.kv.index_to_key[i] for i in ids if i != row][: self.k]
                 for word, row, ids in zip(batch, rows.tolist(), top)}
