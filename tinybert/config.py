@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tinybert.errors import InputError
+from tinybert.errors import InputError, first_line, not_utf8
 
 
 # A task's maximum length in word pieces; "auto" is the reference's per-task choice (128 for
@@ -286,7 +286,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _yaml_reason(err: yaml.YAMLError) -> str:
     mark = getattr(err, "problem_mark", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    problem = getattr(err, "problem", None) or first_line(err)
     return f"{where}{problem}"
 
 
@@ -297,7 +297,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except UnicodeDecodeError as err:
-        raise InputError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
+        raise not_utf8(path, err) from None
     except yaml.YAMLError as err:
         raise InputError(f"{path}: not valid YAML: {_yaml_reason(err)}") from None
     if not isinstance(raw, dict):

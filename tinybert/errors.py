@@ -1,5 +1,21 @@
-"""The one exception type the CLI turns into a one-line message and a non-zero exit."""
+"""The one exception type the CLI turns into a one-line message and a non-zero exit, and the
+two messages several readers build from other libraries' errors."""
+from __future__ import annotations
+
+from pathlib import Path
 
 
 class InputError(Exception):
     """Bad input: a missing file, column or model folder, an empty dataset, a malformed parameter."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first non-empty line of an exception's text, or its type's name when it has none.
+    Libraries put what went wrong first and context or advice after, over many lines; a
+    one-line error keeps the first."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0].strip()
+
+
+def not_utf8(path: str | Path, err: UnicodeDecodeError, offset: int = 0) -> InputError:
+    """``PATH: not UTF-8 text (byte 0xNN at offset N)``; ``offset`` is where the decoded bytes began in the file."""
+    return InputError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {offset + err.start})")

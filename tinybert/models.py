@@ -22,7 +22,7 @@ from transformers import (
 from tinybert.assets import resolve
 from tinybert.capture import enable_capture
 from tinybert.config import StudentShape
-from tinybert.errors import InputError
+from tinybert.errors import InputError, first_line
 
 if TYPE_CHECKING:
     from tinybert.batching import Encoded
@@ -35,7 +35,7 @@ def model_dir(value: str | Path, what: str) -> Path:
     try:
         model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
     except (ValueError, AttributeError) as err:
-        raise InputError(f"{what}: {path / 'config.json'} is not a JSON object: {_first_line(err)}") from None
+        raise InputError(f"{what}: {path / 'config.json'} is not a JSON object: {first_line(err)}") from None
     # Configs converted from the original TensorFlow BERT often carry no model_type at all.
     if model_type is not None and model_type != "bert":
         raise InputError(f"{what}: {path} holds a {model_type!r} model; the pipeline distils BERT models "
@@ -43,16 +43,12 @@ def model_dir(value: str | Path, what: str) -> Path:
     return path
 
 
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0].strip()
-
-
 def load_tokenizer(path: str | Path, what: str = "tokenizer") -> PreTrainedTokenizerBase:
     folder = model_dir(path, what)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError) as err:
-        raise InputError(f"{what}: cannot load a tokenizer from {folder}: {_first_line(err)}") from None
+        raise InputError(f"{what}: cannot load a tokenizer from {folder}: {first_line(err)}") from None
     # A folder saved with model.save_pretrained alone has no vocabulary; transformers then builds
     # a tokenizer of special tokens only, and every word would silently become [UNK].
     if len(tokenizer) <= len(tokenizer.all_special_tokens):
@@ -82,7 +78,7 @@ def load_pretrained(model_class, folder: Path, *, what: str = "model", new: tupl
     try:
         model, info = model_class.from_pretrained(folder, dtype=torch.float32, output_loading_info=True, **kwargs)
     except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError) as err:
-        reason = _first_line(err)
+        reason = first_line(err)
         if "ignore_mismatched_sizes" in reason:  # its details are in a report transformers logs
             reason = "the checkpoint's weight shapes differ from its config.json"
         raise InputError(f"{what}: cannot load {model_class.__name__} weights from {folder}: {reason}") from None

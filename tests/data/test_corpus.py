@@ -370,7 +370,7 @@ def test_text_is_read_line_by_line_with_the_documents_a_whole_file_split_at_blan
 def test_text_that_is_not_utf8_names_the_file_and_the_byte(tmp_path):
     src = tmp_path / "corpus.txt"
     src.write_bytes("First document is fine.\n\nSecond one has a bad byte: ".encode() + b"\xff" + b" here.\n")
-    with pytest.raises(InputError, match=r"corpus.txt: not UTF-8 text \(byte 52\)"):
+    with pytest.raises(InputError, match=r"corpus.txt: not UTF-8 text \(byte 0xff at offset 52\)"):
         list(corpus.read_text(src))
 
 

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from tinybert.assets import resolve
 from tinybert.config import BackboneConfig, CorpusConfig
-from tinybert.errors import InputError
+from tinybert.errors import InputError, first_line, not_utf8
 from tinybert.io import atomic_file, file_sha256, read_json, write_json, write_parquet
 from tinybert.sharding import Progress, Shard, ShardJob, publish_shards, run_shards
 from tinybert.training import checkpoint_dir
@@ -180,7 +180,7 @@ def read_jsonl(path: Path) -> Iterator[str]:
             try:
                 value = json.loads(raw)
             except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                raise InputError(f"{path}: line {number} is not valid UTF-8 JSON: {str(err).splitlines()[0]}") from None
+                raise InputError(f"{path}: line {number} is not valid UTF-8 JSON: {first_line(err)}") from None
             text = _entry_text(value)
             if text is _NOT_AN_ENTRY:
                 raise InputError(f"{path}: line {number} is neither a string nor an object with 'extract' or 'text'")
@@ -216,7 +216,7 @@ def read_text(path: Path) -> Iterator[str]:
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as err:
-                    raise InputError(f"{file}: not UTF-8 text (byte {offset + err.start})") from None
+                    raise not_utf8(file, err, offset) from None
                 offset += len(raw)
                 if _BLANK.fullmatch(line):
                     if lines:
@@ -244,7 +244,7 @@ def read_wiki_dump(path: Path) -> Iterator[str]:
                 if len(doc.split()) >= DUMP_MIN_WORDS:
                     yield doc
     except (OSError, EOFError, SyntaxError) as err:  # ElementTree.ParseError is a SyntaxError
-        raise InputError(f"{path}: not a readable MediaWiki dump: {str(err).splitlines()[0]}") from None
+        raise InputError(f"{path}: not a readable MediaWiki dump: {first_line(err)}") from None
 
 
 READERS = {"wiki-json": read_wiki_json, "jsonl": read_jsonl, "text": read_text, "wiki-dump": read_wiki_dump}

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinybert.errors import InputError
+from tinybert.errors import InputError, not_utf8
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def read_glue_file(path: Path, task: GlueTask) -> tuple[list[int], list[str], li
         with open(path, encoding="utf-8-sig") as fh:
             lines = fh.read().split("\n")
     except UnicodeDecodeError as err:
-        raise InputError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
+        raise not_utf8(path, err) from None
     if lines and lines[-1] == "":
         lines.pop()
     start = 0

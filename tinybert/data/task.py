@@ -24,7 +24,7 @@ import pyarrow as pa
 from tinybert.assets import resolve
 from tinybert.config import TaskConfig
 from tinybert.data.glue import GLUE_TASKS, glue_task_name, read_glue_file, split_name
-from tinybert.errors import InputError
+from tinybert.errors import InputError, first_line
 from tinybert.io import atomic_dir, file_sha256, write_json, write_parquet
 
 SCHEMA = pa.schema([("id", pa.int64()), ("text", pa.string()), ("text_b", pa.string()), ("label", pa.float64())])
@@ -94,8 +94,7 @@ def load_columns(path: Path, fmt: str, text_columns: tuple[str, ...] = ()) -> tu
                               keep_in_memory=True, **kwargs)
         except (datasets.exceptions.DatasetGenerationError, ValueError, OSError) as err:
             cause = err.__cause__ or err  # datasets wraps the parser's own, clearer error
-            reason = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-            raise InputError(f"{path}: cannot read as {fmt}: {reason}") from None
+            raise InputError(f"{path}: cannot read as {fmt}: {first_line(cause)}") from None
         return ds.to_dict(), dict(ds.features)
 
 
