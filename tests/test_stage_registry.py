@@ -48,3 +48,33 @@ def test_the_flow_runs_the_registry_stages():
 
     assert "STAGES" in inspect.getsource(flows.pipeline.pipeline.fn)
     assert BY_NAME["teacher"].retries >= 1
+
+
+def test_a_stage_depends_on_every_file_its_code_runs_through():
+    prepare_task = set(BY_NAME["prepare-task"].code)
+    # GLUE folders are read through data/glue.py, errors raised through errors.py
+    assert {"tinybert/data/task.py", "tinybert/data/glue.py", "tinybert/errors.py", "tinybert/__init__.py"} <= prepare_task
+    assert "tinybert/augment/stopwords.txt" in BY_NAME["augment"].code  # a data file its code reads
+    assert {"tinybert/distill/objective.py", "tinybert/losses.py"} <= set(BY_NAME["general-distill"].code)
+    assert "tinybert/augment/mlm.py" not in BY_NAME["teacher"].code
+
+
+def test_code_dependencies_follow_relative_imports_and_imports_inside_functions(tmp_path, monkeypatch):
+    from tinybert import code_deps
+
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "a.py").write_text("import os\n\ndef f():\n    from pkg.sub import b\n")
+    (package / "sub" / "b.py").write_text("from .. import c\nfrom . import missing_name\n")
+    (package / "c.py").write_text("")
+    (package / "unused.py").write_text("")
+    monkeypatch.setattr(code_deps, "ROOT", tmp_path)
+    monkeypatch.setattr(code_deps, "PACKAGE", "pkg")
+    code_deps._imported.cache_clear()
+    try:
+        assert code_deps.code_dependencies("pkg.a") == (
+            "pkg/__init__.py", "pkg/a.py", "pkg/c.py", "pkg/sub/__init__.py", "pkg/sub/b.py")
+    finally:
+        code_deps._imported.cache_clear()

@@ -10,25 +10,8 @@ import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tinybert.code_deps import code_dependencies
 from tinybert.config import AugmentConfig, CorpusConfig, Params, load_params
-
-# Modules every stage runs through; a change to them invalidates every stage.
-COMMON_CODE = ("tinybert/config.py", "tinybert/io.py", "tinybert/assets.py")
-TRAINING_CODE = (
-    "tinybert/training.py",
-    "tinybert/runtime.py",
-    "tinybert/batching.py",
-    "tinybert/models.py",
-    "tinybert/capture.py",
-)
-DISTILL_CODE = (
-    "tinybert/distill/loop.py",
-    "tinybert/distill/matches.py",
-    "tinybert/distill/objective.py",
-    "tinybert/losses.py",
-    "tinybert/mapping.py",
-)
-
 
 @dataclass(frozen=True)
 class Stage:
@@ -37,7 +20,6 @@ class Stage:
     sections: tuple[str, ...]  # params.yaml sections passed positionally, in order
     deps: dict[str, str] = field(default_factory=dict)  # keyword -> path read
     outs: dict[str, str] = field(default_factory=dict)  # keyword -> path written
-    code: tuple[str, ...] = ()
     retries: int = 0  # Prefect retries: for stages whose failure can be transient (I/O, memory)
     # The parameters DVC tracks, when narrower than whole sections: a stage that reads one
     # field of a section must not rerun when another field of it changes.
@@ -60,6 +42,11 @@ class Stage:
         return importlib.import_module(self.function.split(":")[0])
 
     @property
+    def code(self) -> tuple[str, ...]:
+        """The source (and data) files its module runs through: DVC dependencies of the stage."""
+        return code_dependencies(self.function.split(":")[0])
+
+    @property
     def cmd(self) -> str:
         return f"tinybert {self.name}"
 
@@ -70,7 +57,6 @@ STAGES: tuple[Stage, ...] = (
         "tinybert.data.corpus:run",
         ("backbone", "corpus"),
         outs={"out_dir": "data/corpus"},
-        code=("tinybert/data/corpus.py", "tinybert/sharding.py", "tinybert/training.py"),
         retries=2,
         sharded=True,
         # Not how the work is cut up or spread: the output does not depend on it.
@@ -82,7 +68,6 @@ STAGES: tuple[Stage, ...] = (
         "tinybert.data.task:run",
         ("task",),
         outs={"out_dir": "data/task"},
-        code=("tinybert/data/task.py",),
         retries=2,
     ),
     Stage(
@@ -91,7 +76,6 @@ STAGES: tuple[Stage, ...] = (
         ("backbone", "mlm"),
         deps={"corpus_dir": "data/corpus"},
         outs={"out_dir": "data/mlm"},
-        code=("tinybert/mlm.py", *TRAINING_CODE),
         retries=1,
         trains=True,
     ),
@@ -101,19 +85,6 @@ STAGES: tuple[Stage, ...] = (
         ("backbone", "augment"),
         deps={"task_dir": "data/task", "mlm_dir": "data/mlm"},
         outs={"out_dir": "data/augmented"},
-        code=(
-            "tinybert/augment/stage.py",
-            "tinybert/augment/pipeline.py",
-            "tinybert/task_defaults.py",
-            "tinybert/heap.py",
-            "tinybert/augment/algorithm.py",
-            "tinybert/augment/mlm.py",
-            "tinybert/augment/glove.py",
-            "tinybert/augment/words.py",
-            "tinybert/augment/stopwords.txt",
-            "tinybert/sharding.py",
-            "tinybert/training.py",
-        ),
         retries=1,
         sharded=True,
         # Not augment.workers or shard_rows: the output does not depend on them.
@@ -125,7 +96,6 @@ STAGES: tuple[Stage, ...] = (
         ("backbone", "teacher"),
         deps={"task_dir": "data/task"},
         outs={"out_dir": "data/teacher"},
-        code=("tinybert/teacher.py", "tinybert/task_defaults.py", *TRAINING_CODE),
         retries=1,
         trains=True,
     ),
@@ -135,7 +105,6 @@ STAGES: tuple[Stage, ...] = (
         ("backbone", "general_distill", "objective"),
         deps={"corpus_dir": "data/corpus"},
         outs={"out_dir": "data/general_student"},
-        code=("tinybert/distill/general.py", *DISTILL_CODE, *TRAINING_CODE),
         retries=1,
         trains=True,
     ),
@@ -145,7 +114,6 @@ STAGES: tuple[Stage, ...] = (
         ("task_distill",),
         deps={"augmented_dir": "data/augmented", "teacher_dir": "data/teacher"},
         outs={"out_dir": "data/teacher_logits"},
-        code=("tinybert/distill/teacher_logits.py", "tinybert/task_defaults.py", "tinybert/batching.py", "tinybert/models.py"),
         params=("task_distill.max_seq_len",),
     ),
     Stage(
@@ -160,8 +128,6 @@ STAGES: tuple[Stage, ...] = (
             "logits_dir": "data/teacher_logits",
         },
         outs={"out_dir": "data/student"},
-        code=("tinybert/distill/task.py", "tinybert/distill/teacher_logits.py", "tinybert/task_defaults.py", *DISTILL_CODE,
-              *TRAINING_CODE),
         retries=1,
         trains=True,
     ),
@@ -171,7 +137,6 @@ STAGES: tuple[Stage, ...] = (
         ("evaluate",),
         deps={"task_dir": "data/task", "teacher_dir": "data/teacher", "student_dir": "data/student"},
         outs={"out_dir": "data/evaluation"},
-        code=("tinybert/evaluate.py", "tinybert/batching.py", "tinybert/models.py"),
     ),
 )
 
@@ -208,7 +173,7 @@ def dvc_yaml() -> dict:
     for stage in STAGES:
         stages[stage.name] = {
             "cmd": stage.cmd,
-            "deps": [*stage.deps.values(), *COMMON_CODE, *stage.code],
+            "deps": [*stage.deps.values(), *stage.code],
             "params": list(stage.params or stage.sections),
             "outs": list(stage.outs.values()),
         }

@@ -124,3 +124,23 @@ def test_the_glue_format_needs_a_folder(tmp_path):
     source = write_mnli(tmp_path / "MNLI") / "train.tsv"
     with pytest.raises(InputError, match=r"train.tsv: task.format glue reads a GLUE task folder"):
         build(source, tmp_path / "out", format="glue")
+
+
+def test_a_byte_order_mark_and_windows_line_ends_read_like_a_plain_file(tmp_path):
+    plain = write_mnli(tmp_path / "plain" / "MNLI")
+    windows = write_mnli(tmp_path / "windows" / "MNLI")
+    for name in ("train.tsv", "dev_matched.tsv", "dev_mismatched.tsv"):
+        text = (windows / name).read_text()
+        (windows / name).write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    (info_w, splits_w), (info_p, splits_p) = build(windows, tmp_path / "out-w"), build(plain, tmp_path / "out-p")
+    assert splits_w == splits_p
+    provenance = ("source", "source_sha256")
+    assert {k: v for k, v in info_w.items() if k not in provenance} == {k: v for k, v in info_p.items() if k not in provenance}
+
+
+def test_the_offset_of_a_bad_byte_counts_the_byte_order_mark(tmp_path):
+    folder = write_mnli(tmp_path / "MNLI")
+    good = (folder / "train.tsv").read_bytes()
+    (folder / "train.tsv").write_bytes(b"\xef\xbb\xbf" + good + b"\xe9\n")
+    with pytest.raises(InputError, match=rf"train.tsv: not UTF-8 text \(byte 0xe9 at offset {3 + len(good)}\)"):
+        build(folder, tmp_path / "out")

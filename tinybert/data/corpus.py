@@ -74,10 +74,10 @@ def detect_format(path: Path) -> str:
         start = _skip_byte_order_mark(fh)
         head = fh.read(512)
         fh.seek(start)
-        first_line, rest = fh.readline(1 << 20), fh.read(1)
+        line, rest = fh.readline(1 << 20), fh.read(1)
     if head.startswith(b"BZh") or head.lstrip().startswith((b"<mediawiki", b"<?xml")):
         return "wiki-dump"
-    if head.lstrip()[:1] == b"{" and rest and _is_json_object(first_line):
+    if head.lstrip()[:1] == b"{" and rest and _is_json_object(line):
         return "jsonl"  # a whole object on the first line and more after it: WikiExtractor's output
     if head.lstrip()[:1] in (b"{", b"["):
         return "wiki-json"

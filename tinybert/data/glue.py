@@ -10,6 +10,8 @@ skipped, as the reference skips them, and counted.
 """
 from __future__ import annotations
 
+import codecs
+
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,11 +70,14 @@ def read_glue_file(path: Path, task: GlueTask) -> tuple[list[int], list[str], li
     """(row numbers, texts, second texts or None, raw labels) of one GLUE TSV file."""
     if not path.is_file():
         raise InputError(f"{path}: GLUE file missing")
-    try:
-        with open(path, encoding="utf-8-sig") as fh:
-            lines = fh.read().split("\n")
+    raw = path.read_bytes()
+    bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    try:  # decoded whole, so an error's offset is the byte's place in the file
+        text = raw[bom:].decode("utf-8")
     except UnicodeDecodeError as err:
-        raise not_utf8(path, err) from None
+        raise not_utf8(path, err, bom) from None
+    # Universal newlines, as reading in text mode would give.
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     start = 0
