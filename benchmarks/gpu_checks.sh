@@ -17,9 +17,13 @@
 # pydantic-core ... for its Python) and they are installed into /tmp/site when an import fails.
 # ASSETS holds what the benchmarks read: mlm/ (a masked-LM folder; fp16 weights are fine, they
 # load as fp32), glove/ (a GloVe file or folder; the first 100k vectors are all Algorithm 1
-# searches) and task/train.parquet. Tracked files travel with the working tree; .whl and ASSETS
-# go as carried paths, within the device tool's 64 MiB per call (so carry them in two calls if
-# needed: a warm machine keeps /tmp/site between calls).
+# searches) and task/train.parquet. Tracked files travel with the working tree; wheels and ASSETS
+# go as carried paths, within the device tool's 64 MiB per call. A carried path that a later call
+# does not name again is removed there, so everything a check reads must travel in its own call.
+# What fitted (62 MB, 2026-11-26): ASSETS=.gpu2 holding mlm/ with model.safetensors xz-compressed
+# (fp16, 41 MB), glove/ as index.parquet + vectors.npy in fp16 (loads as fp32), task/, and whl/
+# (gensim's wheel without gensim/test: `zip -d gensim-*.whl 'gensim/test/*'`, 5.6 MB); the call
+# begins `xz -d .gpu2/mlm/model.safetensors.xz; for w in .gpu2/whl/*.whl; do python3 -m zipfile -e $w /tmp/site; done`.
 set -uo pipefail
 OUT=${OUT:-gpu-figures}
 ASSETS=${ASSETS:-.gpu}
