@@ -8,8 +8,9 @@ N_a=4, one run measures sentences per second of:
    (tests/augment/reference.py);
 2. the same baseline under inference mode;
 3. the fast path (tinybert.augment), chunk by chunk as the stage runs it: MLM inputs batched across
-   sentences and positions under inference mode, the head only at masked positions, one batch
-   in flight on a GPU, GloVe top-K batched and cached per word; and where its time goes;
+   sentences and positions under inference mode, the head only at masked positions, on a GPU the
+   next chunk's batches queued while the host samples the current one, GloVe top-K batched and
+   cached per word (on its own CUDA stream); and where its time goes;
 and checks that all three write the same sentences; then the fast path under bf16 autocast
 (``augment.precision: bf16``), with how far its candidates differ from the exact ones. Then the augment stage itself (a subprocess
 each): peak memory at two dataset sizes, and its speed with each of ``--workers`` local worker
