@@ -160,25 +160,25 @@ class MlmCandidates:
         """
         return self.collect(self.launch(sentences, targets))
 
-    def launch(self, sentences: list[list[str]], targets: list[list[int]]) -> "PendingCandidates":
+    def launch(self, sentences: list[list[str]], targets: list[list[int]]) -> PendingCandidates:
         """Start :meth:`candidates`: on a GPU every batch is queued and none is waited for, so the
         caller can do other host work (sample the chunk before) while the GPU computes these.
         On a CPU the batches are computed here. :meth:`collect` returns the result."""
         layouts = sentence_pieces(self.tokenizer, sentences)
-        pending = PendingCandidates([{} for _ in sentences], [], [], [])
-        asked_sentence, asked_piece = [], []
+        result: list[dict[int, list[str]]] = [{} for _ in sentences]
+        asked_sentence, asked_word, asked_piece = [], [], []
         for s, (layout, wanted) in enumerate(zip(layouts, targets)):
             for w in wanted:
                 pieces = layout.word_pieces[w]
                 if len(pieces) != 1:
                     continue
                 if 1 + pieces[0] >= self.max_length:
-                    pending.result[s][w] = []
+                    result[s][w] = []
                     continue
                 asked_sentence.append(s)
-                pending.asked_word.append(w)
+                asked_word.append(w)
                 asked_piece.append(pieces[0])
-        pending.asked_sentence = asked_sentence
+        pending = PendingCandidates(result, asked_sentence, asked_word, [])
         if not asked_sentence:
             return pending
         pairs = PairInputs([layout.ids for layout in layouts], max_length=self.max_length, pad_id=self.pad_id,
@@ -192,7 +192,7 @@ class MlmCandidates:
             pending.batches.append((rows, self._launch(*pairs.batch(sentence_of[rows], piece_of[rows]))))
         return pending
 
-    def collect(self, pending: "PendingCandidates") -> list[dict[int, list[str]]]:
+    def collect(self, pending: PendingCandidates) -> list[dict[int, list[str]]]:
         """Wait for a launched request's batches and return :meth:`candidates`' result."""
         result = pending.result
         for rows, top in pending.batches:

@@ -11,7 +11,6 @@ skipped, as the reference skips them, and counted.
 from __future__ import annotations
 
 import codecs
-
 import sys
 from dataclasses import dataclass
 from pathlib import Path
