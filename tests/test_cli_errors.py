@@ -102,3 +102,11 @@ def test_malformed_params_are_named(tmp_path, text, needle):
 def test_stage_whose_input_is_missing_says_which_stage_to_run(tmp_path, stage, needle):
     result = tinybert(tmp_path, stage, params=TINY)
     assert_one_line_error(result, needle)
+
+
+@pytest.mark.parametrize("args, needle", [(["--only", "full,no-such"], "unknown row 'no-such'"),
+                                          (["--seeds", "42,one"], "--seeds: expected comma-separated integers, got 'one'")])
+def test_an_ablation_study_with_a_bad_row_or_seed_is_refused_before_any_run(tmp_path, args, needle):
+    result = tinybert(tmp_path, "ablate", *args, params=TINY)
+    assert_one_line_error(result, needle)
+    assert not (tmp_path / "reports").exists()

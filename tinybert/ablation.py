@@ -8,16 +8,21 @@ does not change: the general student is rebuilt only by rows that change general
 (the loss and mapping rows, which the paper applies to both distillation stages). A row whose
 experiment already exists is not rerun, so an interrupted study resumes.
 
+With several seeds each row runs once per seed of task distillation, the stage every row
+rebuilds, and the table gives the mean and standard deviation: a difference between two rows
+means something only beside the spread of one row over seeds.
+
 The table and the bar chart are built from ``dvc.api.exp_show``, not from files in the workspace.
 """
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinybert.config import LOSS_KINDS
+from tinybert.config import LOSS_KINDS, load_params
 from tinybert.errors import InputError
 
 
@@ -59,6 +64,45 @@ BY_SLUG = {a.slug: a for a in ABLATIONS}
 # The paper's uniform-mapping row is the full model itself.
 UNIFORM = Ablation("full", "uniform mapping", "mapping")
 
+# Task distillation's training seeds (data order, dropout, the projections' initial weights). Every
+# row rebuilds that stage, so varying them measures each row's training noise without rebuilding
+# the general student of the rows that reuse it.
+SEED_PARAMS = ("task_distill.intermediate.seed", "task_distill.prediction.seed")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One experiment: a row under the committed seeds (``seed=None``) or under ``seed``."""
+
+    row: Ablation
+    seed: int | None = None
+
+    @property
+    def experiment(self) -> str:
+        return self.row.experiment if self.seed is None else f"{self.row.experiment}-seed{self.seed}"
+
+    @property
+    def overrides(self) -> tuple[str, ...]:
+        # "++" sets a key whether or not params.yaml spells it out: the schedules default their seed.
+        return self.row.overrides + tuple(f"++{name}={self.seed}" for name in SEED_PARAMS if self.seed is not None)
+
+
+def planned_runs(rows: list[Ablation], seeds: list[int] | None, committed: tuple[int, ...]) -> list[Run]:
+    """Each row once, or once per seed. The seed ``params.yaml`` already gives both steps is the
+    row's own experiment, with no override, so it is shared with a study run without seeds."""
+    if not seeds:
+        return [Run(row) for row in rows]
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise InputError(f"ablation: --seeds names {repeated[0]} more than once")
+    return [Run(row, None if all(seed == c for c in committed) else seed) for row in rows for seed in seeds]
+
+
+def committed_seeds(params: Path = Path("params.yaml")) -> tuple[int, ...]:
+    """The values of :data:`SEED_PARAMS` in ``params``."""
+    task = load_params(params).task_distill
+    return task.intermediate.seed, task.prediction.seed
+
 
 def _sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, check=check)
@@ -85,26 +129,25 @@ def check_baseline() -> None:
         raise InputError("ablation: params.yaml and dvc.lock must be committed; run `dvc repro`, then commit dvc.lock")
 
 
-def run_study(only: list[str] | None = None, rerun: bool = False) -> list[Ablation]:
+def run_study(runs: list[Run], rerun: bool = False) -> None:
     check_baseline()
-    rows = [BY_SLUG[s] for s in only] if only else list(ABLATIONS)
     done = existing_experiments()
-    for n, row in enumerate(rows, start=1):
-        if row.experiment in done and not rerun:
-            print(f"[ablation] {n}/{len(rows)} {row.label}: experiment {row.experiment} exists, kept", file=sys.stderr)
+    for n, run in enumerate(runs, start=1):
+        name = run.row.label if run.seed is None else f"{run.row.label}, seed {run.seed}"
+        if run.experiment in done and not rerun:
+            print(f"[ablation] {n}/{len(runs)} {name}: experiment {run.experiment} exists, kept", file=sys.stderr)
             continue
-        print(f"[ablation] {n}/{len(rows)} {row.label}: dvc exp run {' '.join(row.overrides)}", file=sys.stderr, flush=True)
-        if row.experiment in done:
-            _sh("dvc", "exp", "remove", row.experiment)
+        print(f"[ablation] {n}/{len(runs)} {name}: dvc exp run {' '.join(run.overrides)}", file=sys.stderr, flush=True)
+        if run.experiment in done:
+            _sh("dvc", "exp", "remove", run.experiment)
         # Not --force: that would also rerun every unchanged stage.
-        cmd = ["dvc", "exp", "run", "-n", row.experiment]
-        for override in row.overrides:
+        cmd = ["dvc", "exp", "run", "-n", run.experiment]
+        for override in run.overrides:
             cmd += ["-S", override]
         try:
             _sh(*cmd)
         finally:
             reset_workspace()
-    return rows
 
 
 def _value(row: dict, *suffixes: str):
@@ -114,50 +157,77 @@ def _value(row: dict, *suffixes: str):
     return None
 
 
-def collect(rows: list[Ablation]) -> list[dict]:
-    """One result per row (plus the uniform-mapping row) from the experiments' metrics."""
+def collect(runs: list[Run]) -> list[dict]:
+    """One result per row (plus the uniform-mapping row) from the experiments' metrics: the mean
+    over the row's runs, each run's own figures, and the standard deviation of several."""
     experiments = existing_experiments()
-    results = []
-    table_rows = list(rows)
-    if any(r.slug == "full" for r in rows) and any(r.group == "mapping" for r in rows):
+    table_rows = list(dict.fromkeys(run.row for run in runs))
+    if any(r.slug == "full" for r in table_rows) and any(r.group == "mapping" for r in table_rows):
         index = max(i for i, r in enumerate(table_rows) if r.group == "mapping")
         table_rows.insert(index + 1, UNIFORM)
+    results = []
     for row in table_rows:
-        exp = experiments.get(row.experiment)
-        if exp is None:
-            raise InputError(f"ablation: experiment {row.experiment} not found; run `tinybert ablate` first")
-        metric = _value(exp, "metric")
+        measured = []
+        for run in (run for run in runs if run.row.slug == row.slug):
+            exp = experiments.get(run.experiment)
+            if exp is None:
+                raise InputError(f"ablation: experiment {run.experiment} not found; run `tinybert ablate` first")
+            metric = _value(exp, "metric")
+            measured.append({
+                "experiment": run.experiment,
+                "seed": run.seed,  # None: the seeds params.yaml gives
+                "dev": _value(exp, f"student.dev.{metric}"),
+                "test": _value(exp, f"student.test.{metric}"),
+                "teacher_dev": _value(exp, f"teacher.dev.{metric}"),
+                "retention_dev": _value(exp, "retention.dev"),
+            })
+        mean = lambda key: statistics.fmean(m[key] for m in measured)  # noqa: E731
+        spread = lambda key: statistics.stdev(m[key] for m in measured) if len(measured) > 1 else None  # noqa: E731
         results.append({
             "slug": row.slug,
             "label": row.label,
             "group": row.group,
             "overrides": list(row.overrides),
             "metric": metric,
-            "dev": _value(exp, f"student.dev.{metric}"),
-            "test": _value(exp, f"student.test.{metric}"),
-            "teacher_dev": _value(exp, f"teacher.dev.{metric}"),
-            "retention_dev": _value(exp, "retention.dev"),
+            "dev": mean("dev"),
+            "test": mean("test"),
+            "teacher_dev": measured[0]["teacher_dev"],  # the seeds do not touch the teacher
+            "retention_dev": mean("retention_dev"),
+            "dev_sd": spread("dev"),
+            "test_sd": spread("test"),
+            "runs": [{k: m[k] for k in ("experiment", "seed", "dev", "test")} for m in measured],
         })
     return results
 
 
 def markdown_table(results: list[dict]) -> str:
-    """The paper's ablation-table layout: system, score, and the change from the full model."""
+    """The paper's ablation-table layout: system, score, and the change from the full model; with
+    several seeds for some row, mean ± standard deviation and a column of run counts."""
     full = next((r for r in results if r["slug"] == "full"), None)
     metric = results[0]["metric"]
+    several = any(r.get("dev_sd") is not None for r in results)
+    extra = (" runs |", "---|") if several else ("", "")
     lines = [
-        f"| system | dev {metric} | test {metric} | dev vs full | retention (dev) |",
-        "|---|---|---|---|---|",
+        f"| system | dev {metric} | test {metric} | dev vs full | retention (dev) |{extra[0]}",
+        f"|---|---|---|---|---|{extra[1]}",
     ]
     for r in results:
         delta = "" if full is None or r is full or r["label"] == "uniform mapping" else f"{r['dev'] - full['dev']:+.4f}"
+        runs = f" {len(r.get('runs') or [r])} |" if several else ""
         lines.append(
-            f"| {r['label']} | {r['dev']:.4f} | {r['test']:.4f} | {delta} | {r['retention_dev']:.1%} |"
+            f"| {r['label']} | {_score(r, 'dev')} | {_score(r, 'test')} | {delta} | {r['retention_dev']:.1%} |{runs}"
         )
     teacher = results[0]["teacher_dev"]
     lines.append("")
     lines.append(f"Teacher dev {metric}: {teacher:.4f}.")
+    if several:
+        lines.append("Several runs: mean ± standard deviation over task distillation's seeds.")
     return "\n".join(lines)
+
+
+def _score(result: dict, split: str) -> str:
+    spread = result.get(f"{split}_sd")
+    return f"{result[split]:.4f}" if spread is None else f"{result[split]:.4f} ± {spread:.4f}"
 
 
 def bar_chart(results: list[dict], path: Path) -> None:
@@ -169,14 +239,17 @@ def bar_chart(results: list[dict], path: Path) -> None:
     colours = {"full": "tab:green", "procedure": "tab:red", "objective": "tab:orange", "mapping": "tab:blue"}
     fig, ax = plt.subplots(figsize=(8, 3.8))
     labels = [r["label"].replace(" (attention + hidden)", "") for r in results]
-    bars = ax.bar(range(len(results)), [r["dev"] for r in results], color=[colours[r["group"]] for r in results])
-    ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    spreads = [r.get("dev_sd") or 0.0 for r in results]
+    bars = ax.bar(range(len(results)), [r["dev"] for r in results], color=[colours[r["group"]] for r in results],
+                  yerr=spreads if any(spreads) else None, capsize=3)
+    ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
     teacher = results[0]["teacher_dev"]
     ax.axhline(teacher, color="grey", linestyle="--", linewidth=1, label=f"teacher {teacher:.3f}")
     ax.set_xticks(range(len(results)), labels, rotation=35, ha="right", fontsize=8)
     ax.set_ylabel(f"student dev {results[0]['metric']}")
-    low = min(r["dev"] for r in results)
-    ax.set_ylim(max(0.0, low - 0.1), min(1.0, max(teacher, *(r["dev"] for r in results)) + 0.05))
+    low = min(r["dev"] - spread for r, spread in zip(results, spreads))
+    high = max(r["dev"] + spread for r, spread in zip(results, spreads))
+    ax.set_ylim(max(0.0, low - 0.1), min(1.0, max(teacher, high) + 0.05))
     ax.legend(loc="lower left", fontsize=8)
     ax.set_title("TinyBERT ablations (DVC experiments)")
     fig.tight_layout()
@@ -184,12 +257,14 @@ def bar_chart(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def ablate(only: list[str] | None, out_dir: Path, rerun: bool = False) -> str:
+def ablate(only: list[str] | None, out_dir: Path, rerun: bool = False, seeds: list[int] | None = None) -> str:
     unknown = [s for s in only or [] if s not in BY_SLUG]
     if unknown:
         raise InputError(f"ablation: unknown row {unknown[0]!r}; rows: {', '.join(BY_SLUG)}")
-    rows = run_study(only, rerun)
-    results = collect(rows)
+    rows = [BY_SLUG[s] for s in only] if only else list(ABLATIONS)
+    runs = planned_runs(rows, seeds, committed_seeds() if seeds else ())
+    run_study(runs, rerun)
+    results = collect(runs)
     table = markdown_table(results)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "ablation.md").write_text(table + "\n")

@@ -56,12 +56,22 @@ def ablate(
         ["full", "no-gd", "no-td", "no-da", "no-embd", "no-pred", "no-trm", "no-attn", "no-hidn", "map-top", "map-bottom"])),
     out: Path = typer.Option(Path("reports"), help="where ablation.md, ablation.png and ablation.json go"),
     rerun: bool = typer.Option(False, help="rerun rows whose experiment already exists"),
+    seeds: str = typer.Option("", help="comma-separated task-distillation seeds, e.g. 42,1,2: each row runs once "
+                              "per seed and the table gives mean ± standard deviation (default: params.yaml's)"),
 ) -> None:
     """Run the paper's ablation study as DVC experiments; print and save the table and chart."""
     from tinybert.ablation import ablate as run_ablation
 
     rows = [s.strip() for s in only.split(",") if s.strip()] or None
-    typer.echo(run_ablation(rows, out, rerun))
+    typer.echo(run_ablation(rows, out, rerun, _integers(seeds, "--seeds") or None))
+
+
+def _integers(text: str, option: str) -> list[int]:
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    bad = next((v for v in values if not v.lstrip("-").isdigit()), None)
+    if bad is not None:
+        raise InputError(f"{option}: expected comma-separated integers, got {bad!r}")
+    return [int(v) for v in values]
 
 
 @app.command("dvc-yaml")

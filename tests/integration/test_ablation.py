@@ -52,3 +52,29 @@ def test_a_second_run_keeps_existing_experiments(study):
     again = run(repo, "tinybert", "ablate", "--only", "full", "--out", "reports")
     assert "experiment ablation-full exists, kept" in again.stderr
     assert "Running stage" not in again.stderr + again.stdout
+
+
+@pytest.fixture(scope="module")
+def seeded(study):
+    repo, _ = study
+    return repo, run(repo, "tinybert", "ablate", "--only", "full", "--seeds", "42,7", "--out", "reports/seeds")
+
+
+def test_with_seeds_a_row_reruns_only_task_distillation_under_each_new_seed(seeded):
+    repo, result = seeded
+    assert "experiment ablation-full exists, kept" in result.stderr  # seed 42 is params.yaml's own
+    assert "Running stage 'general-distill'" not in result.stderr + result.stdout
+    assert "Running stage 'task-distill'" in result.stderr + result.stdout
+    shown = json.loads(run(repo, "python", "-c", "import dvc.api, json; print(json.dumps(dvc.api.exp_show()))").stdout)
+    seed7 = next(row for row in shown if row.get("Experiment") == "ablation-full-seed7")
+    assert str(seed7["task_distill.intermediate.seed"]) == str(seed7["task_distill.prediction.seed"]) == "7"
+    assert run(repo, "git", "status", "--porcelain", "--", "params.yaml", "dvc.lock").stdout == ""
+
+
+def test_with_seeds_the_table_gives_the_mean_and_spread_of_the_two_runs(seeded):
+    repo, _ = seeded
+    results = json.loads((repo / "reports/seeds/ablation.json").read_text())
+    (full,) = results
+    assert [r["experiment"] for r in full["runs"]] == ["ablation-full", "ablation-full-seed7"]
+    assert full["dev"] == pytest.approx(sum(r["dev"] for r in full["runs"]) / 2)
+    assert "± " in (repo / "reports/seeds/ablation.md").read_text()
