@@ -181,23 +181,29 @@ def collect(runs: list[Run]) -> list[dict]:
                 "teacher_dev": _value(exp, f"teacher.dev.{metric}"),
                 "retention_dev": _value(exp, "retention.dev"),
             })
-        mean = lambda key: statistics.fmean(m[key] for m in measured)  # noqa: E731
-        spread = lambda key: statistics.stdev(m[key] for m in measured) if len(measured) > 1 else None  # noqa: E731
+        dev, dev_sd = _mean_and_spread(measured, "dev")
+        test, test_sd = _mean_and_spread(measured, "test")
         results.append({
             "slug": row.slug,
             "label": row.label,
             "group": row.group,
             "overrides": list(row.overrides),
             "metric": metric,
-            "dev": mean("dev"),
-            "test": mean("test"),
+            "dev": dev,
+            "test": test,
             "teacher_dev": measured[0]["teacher_dev"],  # the seeds do not touch the teacher
-            "retention_dev": mean("retention_dev"),
-            "dev_sd": spread("dev"),
-            "test_sd": spread("test"),
+            "retention_dev": _mean_and_spread(measured, "retention_dev")[0],
+            "dev_sd": dev_sd,
+            "test_sd": test_sd,
             "runs": [{k: m[k] for k in ("experiment", "seed", "dev", "test")} for m in measured],
         })
     return results
+
+
+def _mean_and_spread(measured: list[dict], key: str) -> tuple[float, float | None]:
+    """Mean and sample standard deviation of ``key`` over the runs (no spread for one run)."""
+    values = [m[key] for m in measured]
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
 def markdown_table(results: list[dict]) -> str:
