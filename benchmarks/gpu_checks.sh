@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU tests and every GPU figure the README quotes (augmentation, distillation steps in fp32,
+# The GPU tests and every GPU figure benchmarks/README.md quotes (augmentation, distillation steps in fp32,
 # bf16 and fp16 at batch 32 and 256, inference in each dtype), in one run: for a lent GPU machine,
 # whose time is short. About 7 minutes on an H100 (a device call may last 10): the augmentation
 # check runs 1024 sentences. Each check writes $OUT/<name>.txt (default ./gpu-figures) and prints its tail.
