@@ -16,10 +16,13 @@ from pathlib import Path
 
 import flows  # noqa: F401  (Prefect environment defaults)
 from flows.pipeline import pipeline
+from tinybert.config import load_params
+from tinybert.errors import one_line_errors
 
 DEFAULT_CRON = "0 3 * * *"
 
 
+@one_line_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve the tinybert pipeline on a schedule.")
     parser.add_argument("--name", default="tinybert-nightly")
@@ -28,6 +31,7 @@ def main() -> None:
     parser.add_argument("--repo", default=".", help="repository to run the pipeline in")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
+    load_params(Path(args.repo, args.params))  # bad parameters fail here, not at 03:00
     schedule = {"interval": args.interval} if args.interval else {"cron": args.cron}
     pipeline.serve(
         name=args.name,

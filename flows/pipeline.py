@@ -14,7 +14,9 @@ from prefect import flow
 
 from flows.sharded import RUNNERS, run_sharded
 from tasks.stage_tasks import commit_stage, stage_is_up_to_date, stage_task
+from tinybert.config import load_params
 from tinybert.stages import STAGES
+from tinybert.errors import one_line_errors
 
 
 @flow(name="tinybert-pipeline", log_prints=True)
@@ -53,6 +55,7 @@ def _sharded(name, repo_root, params, force, runner, workers, dask_address) -> s
     return f"Completed ({shards} shards)"
 
 
+@one_line_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repo", default=".")
@@ -62,6 +65,7 @@ def main() -> None:
     parser.add_argument("--shard-workers", type=int, default=2)
     parser.add_argument("--dask-address", default=None, help="an existing Dask scheduler (with --shard-runner dask)")
     args = parser.parse_args()
+    load_params(Path(args.repo, args.params))  # bad parameters fail here, before Prefect starts a server
     pipeline(args.repo, args.params, args.force, args.shard_runner, args.shard_workers, args.dask_address)
 
 

@@ -17,6 +17,7 @@ from prefect.futures import as_completed
 
 from tasks.shard_tasks import shard_task
 from tinybert.config import load_params
+from tinybert.errors import one_line_errors
 from tinybert.sharding import Progress
 from tinybert.stages import BY_NAME
 
@@ -64,6 +65,7 @@ def run_sharded(name: str, params: str, runner: str, workers: int, dask_address:
     return sharded_stage.with_options(task_runner=task_runner(runner, workers, dask_address))(name, params)
 
 
+@one_line_errors
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=[s.name for s in BY_NAME.values() if s.sharded])
@@ -72,6 +74,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--dask-address", default=None)
     args = parser.parse_args()
+    load_params(args.params)  # bad parameters fail here, before Prefect starts a server
     run_sharded(args.stage, args.params, args.runner, args.workers, args.dask_address)
 
 

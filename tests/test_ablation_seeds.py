@@ -108,3 +108,10 @@ def test_a_missing_seed_experiment_is_named(three_seeds_of_full_one_of_no_da):
 def test_the_chart_draws_the_spread_of_rows_with_several_runs(three_seeds_of_full_one_of_no_da, tmp_path):
     ablation.bar_chart(collect(three_seeds_of_full_one_of_no_da), tmp_path / "ablation.png")
     assert (tmp_path / "ablation.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_study_without_seeds_still_reports_the_seed_runs_made_before(three_seeds_of_full_one_of_no_da):
+    full, no_da = collect([Run(BY_SLUG["full"]), Run(BY_SLUG["no-da"])])
+    assert [r["experiment"] for r in full["runs"]] == ["ablation-full", "ablation-full-seed1", "ablation-full-seed2"]
+    assert full["dev_sd"] == pytest.approx(0.02)
+    assert len(no_da["runs"]) == 1

@@ -12,11 +12,11 @@ import yaml
 TINY = yaml.safe_load(Path("profiles/tiny.yaml").read_text())
 
 
-def tinybert(tmp_path: Path, *args: str, params: dict | str | None = None):
+def tinybert(tmp_path: Path, *args: str, params: dict | str | None = None, env: dict | None = None):
     if params is not None:
         text = params if isinstance(params, str) else yaml.safe_dump(params)
         (tmp_path / "params.yaml").write_text(text)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "tinybert.cli", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
@@ -110,3 +110,18 @@ def test_an_ablation_study_with_a_bad_row_or_seed_is_refused_before_any_run(tmp_
     result = tinybert(tmp_path, "ablate", *args, params=TINY)
     assert_one_line_error(result, needle)
     assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-1"])
+def test_a_process_count_that_is_not_a_positive_number_is_refused(tmp_path, value):
+    result = tinybert(tmp_path, "teacher", params=TINY, env={"TINYBERT_PROCESSES": value})
+    assert_one_line_error(result, "TINYBERT_PROCESSES", repr(value))
+    assert no_output(tmp_path, "data/teacher")
+
+
+@pytest.mark.parametrize("entry_point", [["flows.pipeline"], ["flows.sharded", "augment"], ["flows.deploy"]])
+def test_the_prefect_entry_points_refuse_bad_parameters_in_one_line_too(tmp_path, entry_point):
+    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
+    result = subprocess.run([sys.executable, "-m", *entry_point, "--params", "missing.yaml"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert_one_line_error(result, "missing.yaml: parameters file not found")

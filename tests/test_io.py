@@ -32,3 +32,36 @@ def test_the_same_rows_give_the_same_bytes(tmp_path):
     write_parquet(table, tmp_path / "a.parquet", row_group_rows=7)
     write_parquet(table, tmp_path / "b.parquet", row_group_rows=7)
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+
+def _model_folder(root, weights: bytes):
+    root.mkdir(parents=True)
+    (root / "config.json").write_text("{}")
+    (root / "model.safetensors").write_bytes(weights)
+    return root
+
+
+def test_a_folder_digest_follows_contents_not_path_or_modification_time(tmp_path):
+    import os
+
+    from tinybert.io import content_sha256
+
+    a = _model_folder(tmp_path / "a", b"weights")
+    b = _model_folder(tmp_path / "b", b"weights")
+    os.utime(b / "model.safetensors", (0, 0))
+    assert content_sha256(a) == content_sha256(b)
+    (b / "model.safetensors").write_bytes(b"retrained")
+    assert content_sha256(a) != content_sha256(b)
+    (a / "model.safetensors").rename(a / "other.safetensors")
+    assert content_sha256(a) != content_sha256(_model_folder(tmp_path / "c", b"weights"))
+
+
+def test_replacing_an_output_leaves_the_new_one_and_no_leftovers(tmp_path):
+    from tinybert.io import atomic_dir
+
+    for text in ("old", "new"):
+        with atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "f.txt").write_text(text)
+    assert (tmp_path / "out/f.txt").read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+

@@ -110,6 +110,16 @@ def test_different_head_counts_can_fall_back_to_head_averaged_attention(padded_b
     assert parts["attention_loss"] == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_the_head_averaged_fallback_leaves_equal_head_counts_to_the_per_head_loss(padded_batch):
+    student, teacher = _models(student_heads=4)
+    matches = build_matches("uniform", 2, 4, LossWeights(), intermediate=True, prediction=False)
+    objective = DistillationObjective(matches, 8, 24, student_heads=4, teacher_heads=4, attention_heads="mean")
+    s, t = forward_features(student, padded_batch), forward_features(teacher, padded_batch)
+    _, parts = objective(s, t)
+    expected = attention_loss(s.scores[0], t.scores[1]) + attention_loss(s.scores[1], t.scores[3])
+    assert parts["attention_loss"] == pytest.approx(expected.item(), rel=1e-6)
+
+
 def test_head_averaged_attention_with_one_head_each_is_the_reference_loss():
     from tinybert.losses import head_mean_attention_loss
 

@@ -36,23 +36,53 @@ def test_summary_lists_every_evaluated_split_such_as_mnli_mismatched(tmp_path):
     assert "majority-class baseline: dev 0.3500, dev_mismatched 0.3600, test 0.3400" in table
 
 
+def _inputs(root):
+    """A one-shard augmented set and a teacher folder, as the cache records them."""
+    augmented, teacher = root / "augmented", root / "teacher"
+    augmented.mkdir(parents=True)
+    teacher.mkdir()
+    (augmented / "manifest.json").write_text(json.dumps({"shards": [{"sha256": "abc"}]}))
+    (teacher / "model.safetensors").write_bytes(b"weights")
+    return augmented, teacher
+
+
 def _cache(folder, rows=4, max_seq_len=64):
+    from tinybert.io import content_sha256
+
+    augmented, teacher = _inputs(folder.parent)
     folder.mkdir()
     pq.write_table(pa.table({"row": list(range(rows)), "logits": [[0.5, -0.5]] * rows}), folder / "logits.parquet")
-    (folder / "info.json").write_text(json.dumps({"rows": rows, "num_labels": 2, "max_seq_len": max_seq_len}))
+    (folder / "info.json").write_text(json.dumps({"rows": rows, "num_labels": 2, "max_seq_len": max_seq_len,
+                                                  "augmented_shards": ["abc"], "teacher": content_sha256(teacher)}))
     return folder
 
 
+def _load(folder, rows=4, max_seq_len=64):
+    return load_teacher_logits(folder, rows=rows, max_seq_len=max_seq_len, augmented_dir=folder.parent / "augmented",
+                               teacher_dir=folder.parent / "teacher")
+
+
 def test_cached_teacher_logits_load_as_a_rows_by_labels_tensor(tmp_path):
-    logits = load_teacher_logits(_cache(tmp_path / "c"), rows=4, max_seq_len=64)
+    logits = _load(_cache(tmp_path / "c"))
     assert tuple(logits.shape) == (4, 2) and logits[0].tolist() == [0.5, -0.5]
 
 
 def test_a_cache_made_for_other_rows_or_lengths_is_refused(tmp_path):
     folder = _cache(tmp_path / "c")
     with pytest.raises(InputError, match="for 4 rows at length 64, task-distill has 5 rows at length 64"):
-        load_teacher_logits(folder, rows=5, max_seq_len=64)
+        _load(folder, rows=5)
     with pytest.raises(InputError, match="rerun the teacher-logits stage"):
-        load_teacher_logits(folder, rows=4, max_seq_len=128)
+        _load(folder, max_seq_len=128)
     with pytest.raises(InputError, match="no cached teacher logits"):
-        load_teacher_logits(tmp_path / "missing", rows=4, max_seq_len=64)
+        _load(tmp_path / "missing")
+
+
+def test_a_cache_made_from_another_augmented_set_or_teacher_is_refused(tmp_path):
+    folder = _cache(tmp_path / "c")
+    (tmp_path / "teacher/model.safetensors").write_bytes(b"retrained")
+    with pytest.raises(InputError, match="computed for another teacher; rerun the teacher-logits stage"):
+        _load(folder)
+    folder = _cache(tmp_path / "other/c")
+    (tmp_path / "other/augmented/manifest.json").write_text(json.dumps({"shards": [{"sha256": "def"}]}))
+    with pytest.raises(InputError, match="computed for another augmented set"):
+        _load(folder)

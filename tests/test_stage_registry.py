@@ -78,3 +78,25 @@ def test_code_dependencies_follow_relative_imports_and_imports_inside_functions(
             "pkg/__init__.py", "pkg/a.py", "pkg/c.py", "pkg/sub/__init__.py", "pkg/sub/b.py")
     finally:
         code_deps._imported.cache_clear()
+
+
+def test_the_code_digest_changes_with_a_dependency_and_only_with_one(tmp_path, monkeypatch):
+    from tinybert import code_deps
+
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from pkg import b\n")
+    (package / "b.py").write_text("X = 1\n")
+    (package / "unused.py").write_text("")
+    monkeypatch.setattr(code_deps, "ROOT", tmp_path)
+    monkeypatch.setattr(code_deps, "PACKAGE", "pkg")
+    code_deps._imported.cache_clear()
+    try:
+        before = code_deps.code_sha256("pkg.a")
+        (package / "unused.py").write_text("Y = 2\n")
+        assert code_deps.code_sha256("pkg.a") == before
+        (package / "b.py").write_text("X = 2\n")
+        assert code_deps.code_sha256("pkg.a") != before
+    finally:
+        code_deps._imported.cache_clear()

@@ -16,6 +16,7 @@ The table and the bar chart are built from ``dvc.api.exp_show``, not from files 
 """
 from __future__ import annotations
 
+import re
 import statistics
 import subprocess
 import sys
@@ -159,8 +160,12 @@ def _value(row: dict, *suffixes: str):
 
 def collect(runs: list[Run]) -> list[dict]:
     """One result per row (plus the uniform-mapping row) from the experiments' metrics: the mean
-    over the row's runs, each run's own figures, and the standard deviation of several."""
+    over the row's runs, each run's own figures, and the standard deviation of several.
+
+    A row's runs are the planned ones and every other seed experiment of the row on this commit,
+    so a study rerun without ``--seeds`` (or with fewer) still reports the spread measured before."""
     experiments = existing_experiments()
+    runs = runs + _other_seed_runs(runs, experiments)
     table_rows = list(dict.fromkeys(run.row for run in runs))
     if any(r.slug == "full" for r in table_rows) and any(r.group == "mapping" for r in table_rows):
         index = max(i for i, r in enumerate(table_rows) if r.group == "mapping")
@@ -198,6 +203,18 @@ def collect(runs: list[Run]) -> list[dict]:
             "runs": [{k: m[k] for k in ("experiment", "seed", "dev", "test")} for m in measured],
         })
     return results
+
+
+def _other_seed_runs(runs: list[Run], experiments: dict[str, dict]) -> list[Run]:
+    planned = {run.experiment for run in runs}
+    found = []
+    for row in dict.fromkeys(run.row for run in runs):
+        pattern = re.compile(rf"{re.escape(row.experiment)}-seed(\d+)")
+        for name in experiments:
+            match = pattern.fullmatch(name)
+            if match and name not in planned:
+                found.append(Run(row, int(match.group(1))))
+    return sorted(found, key=lambda run: run.seed)
 
 
 def _mean_and_spread(measured: list[dict], key: str) -> tuple[float, float | None]:

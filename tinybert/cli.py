@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from tinybert.errors import InputError
+from tinybert.errors import InputError, one_line_errors
 from tinybert.runtime import PROCESSES_ENV
 from tinybert.stages import BY_NAME, STAGES, run_stage
 
@@ -19,13 +19,21 @@ PARAMS_OPTION = typer.Option("params.yaml", "--params", help="parameters file")
 
 def _stage_command(name: str):
     def command(params: Path = PARAMS_OPTION) -> None:
-        processes = int(os.environ.get(PROCESSES_ENV, "1") or 1)
-        if BY_NAME[name].trains and processes > 1 and "WORLD_SIZE" not in os.environ:
-            sys.exit(_relaunch_under_torchrun(processes))
+        if BY_NAME[name].trains and "WORLD_SIZE" not in os.environ:
+            processes = _processes()
+            if processes > 1:
+                sys.exit(_relaunch_under_torchrun(processes))
         run_stage(name, params)
 
     command.__doc__ = f"Run the {name} stage (reads params.yaml, writes its declared outputs)."
     return command
+
+
+def _processes() -> int:
+    value = os.environ.get(PROCESSES_ENV, "").strip() or "1"
+    if not value.isdigit() or int(value) < 1:
+        raise InputError(f"{PROCESSES_ENV}: expected a positive number of processes, got {value!r}")
+    return int(value)
 
 
 for _stage in STAGES:
@@ -104,13 +112,11 @@ def _quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
+@one_line_errors
 def main() -> None:
     _quiet_libraries()
     try:
         app(standalone_mode=False)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
     except Exception as err:  # click's usage errors keep their own formatting

@@ -1,12 +1,29 @@
-"""The one exception type the CLI turns into a one-line message and a non-zero exit, and the
-two messages several readers build from other libraries' errors."""
+"""The one exception type every entry point turns into a one-line message and a non-zero exit,
+and the two messages several readers build from other libraries' errors."""
 from __future__ import annotations
 
+import functools
+import sys
 from pathlib import Path
+from typing import Callable
 
 
 class InputError(Exception):
     """Bad input: a missing file, column or model folder, an empty dataset, a malformed parameter."""
+
+
+def one_line_errors(main: Callable[[], None]) -> Callable[[], None]:
+    """An entry point that ends on bad input with ``error: ...`` on one line and exit status 2."""
+
+    @functools.wraps(main)
+    def entry_point() -> None:
+        try:
+            main()
+        except InputError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    return entry_point
 
 
 def first_line(err: BaseException) -> str:

@@ -35,9 +35,15 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if final.exists():
-        shutil.rmtree(final) if final.is_dir() else final.unlink()
+    if not final.exists():
+        os.replace(tmp, final)
+        return
+    # The old output moves aside before the new one takes its place, so a crash in between leaves
+    # one of the two, never neither.
+    old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent)) / final.name
+    os.replace(final, old)
     os.replace(tmp, final)
+    shutil.rmtree(old.parent)
 
 
 @contextlib.contextmanager
@@ -70,6 +76,18 @@ def file_sha256(path: str | os.PathLike) -> str:
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def content_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file, or for a folder one digest of every file under it (relative names
+    and contents): what a model folder or an input holds, whatever its path or modification times."""
+    path = Path(path)
+    if path.is_file():
+        return file_sha256(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
     return digest.hexdigest()
 
 

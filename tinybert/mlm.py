@@ -16,7 +16,7 @@ from transformers import AutoModelForMaskedLM, BertForMaskedLM
 
 from tinybert.batching import Encoded, encode_corpus
 from tinybert.config import BackboneConfig, MlmConfig
-from tinybert.io import read_manifest
+from tinybert.io import content_sha256, read_manifest
 from tinybert.models import NEW_MLM_HEAD, load_pretrained, load_tokenizer, model_dir, publish_trained_model
 from tinybert.training import BatchSource, checkpoint_dir, seed_everything, train
 
@@ -96,7 +96,8 @@ def run(backbone: BackboneConfig, cfg: MlmConfig, *, corpus_dir: Path, out_dir: 
 
 
 def checkpoints_for(cfg: MlmConfig, backbone: BackboneConfig, corpus_dir: Path) -> Path:
-    return checkpoint_dir("mlm", cfg.model_dump(), backbone.model, read_manifest(corpus_dir)["shards"])
+    backbone_digest = content_sha256(model_dir(backbone.model, "backbone.model"))
+    return checkpoint_dir("mlm", cfg.model_dump(), backbone_digest, read_manifest(corpus_dir)["shards"], module=__name__)
 
 
 def _train(model, tokenizer, data: Encoded, cfg: MlmConfig, backbone: BackboneConfig, corpus_dir: Path) -> list[dict]:

@@ -8,7 +8,8 @@ import torch
 from tinybert import task_defaults
 from tinybert.batching import encode_task, read_task_labels, read_task_split
 from tinybert.config import BackboneConfig, TeacherConfig
-from tinybert.models import load_classifier, load_tokenizer, publish_trained_model
+from tinybert.io import content_sha256, file_sha256
+from tinybert.models import load_classifier, load_tokenizer, model_dir, publish_trained_model
 from tinybert.training import BatchSource, checkpoint_dir, seed_everything, train
 
 
@@ -32,7 +33,8 @@ def run(backbone: BackboneConfig, cfg: TeacherConfig, *, task_dir: Path, out_dir
     def loss_fn(batch: dict, step: int):
         return model(**batch).loss, {}
 
-    ckpt = checkpoint_dir("teacher", cfg.model_dump(), backbone.model, labels)
+    ckpt = checkpoint_dir("teacher", cfg.model_dump(), content_sha256(model_dir(backbone.model, "backbone.model")), labels,
+                          file_sha256(Path(task_dir) / "train.parquet"), module=__name__)
     log = train(
         name="teacher",
         modules={"model": model},

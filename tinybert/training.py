@@ -25,6 +25,7 @@ import torch.distributed as dist
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
+from tinybert.code_deps import code_sha256
 from tinybert.config import TrainSchedule
 from tinybert.runtime import Runtime
 
@@ -101,10 +102,15 @@ def total_steps(num_examples: int, schedule: TrainSchedule) -> int:
     return max(1, math.ceil(schedule.epochs * steps_per_epoch(num_examples, schedule.batch_size)))
 
 
-def checkpoint_dir(stage: str, *fingerprint_parts) -> Path:
-    """Where a stage keeps resumable state: outside DVC outputs (DVC deletes those before a run),
-    keyed by the stage's configuration and inputs so a changed parameter never resumes stale state."""
-    digest = hashlib.sha256(json.dumps(fingerprint_parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def checkpoint_dir(stage: str, *fingerprint_parts, module: str) -> Path:
+    """Where a stage keeps resumable state: outside DVC outputs (DVC deletes those before a run).
+
+    The folder is keyed by what DVC would compare: the stage's configuration and the contents of
+    its inputs (``fingerprint_parts``; digests, not paths, since every run reads the same paths),
+    and the code of ``module``, the stage's module. So a resumed run never continues state that
+    another parameter, another input or another version of the code produced."""
+    parts = (code_sha256(module), *fingerprint_parts)
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
     root = Path(os.environ.get("TINYBERT_CHECKPOINTS", "checkpoints"))
     return root / f"{stage}-{digest}"
 

@@ -144,3 +144,11 @@ def test_the_offset_of_a_bad_byte_counts_the_byte_order_mark(tmp_path):
     (folder / "train.tsv").write_bytes(b"\xef\xbb\xbf" + good + b"\xe9\n")
     with pytest.raises(InputError, match=rf"train.tsv: not UTF-8 text \(byte 0xe9 at offset {3 + len(good)}\)"):
         build(folder, tmp_path / "out")
+
+
+def test_a_train_file_of_one_row_is_refused_before_anything_is_written(tmp_path):
+    folder = tmp_path / "MNLI"
+    write_mnli(folder, n_train=1)
+    with pytest.raises(InputError, match=r"train.tsv: 1 rows leave the train split empty .* need at least 2 rows"):
+        build(folder, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

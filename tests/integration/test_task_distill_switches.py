@@ -87,6 +87,14 @@ def test_without_the_prediction_loss_the_head_learns_from_the_labels(built_repo,
     assert "prediction_steps" not in report
 
 
+def test_a_prediction_layer_weighted_zero_also_leaves_the_head_to_the_labels(built_repo, tmp_path):
+    params = yaml.safe_load((built_repo / "params.yaml").read_text())
+    prediction_layer = params["general_distill"]["student"]["layers"] + 1
+    report = distill_with(built_repo, tmp_path, layer_weights={prediction_layer: 0.0})
+    assert report["intermediate_steps"] == report["prediction_labels_steps"] == 3
+    assert "prediction_steps" not in report
+
+
 def test_killed_in_its_prediction_step_task_distillation_resumes_there(built_repo, tmp_path):
     from tinybert.training import INTERRUPT_ENV
 
@@ -104,3 +112,17 @@ def test_killed_in_its_prediction_step_task_distillation_resumes_there(built_rep
     # the same student as the uninterrupted run
     assert (tmp_path / "data/student/model.safetensors").read_bytes() == \
         (built_repo / "data/student/model.safetensors").read_bytes()
+
+
+def test_state_from_another_general_student_is_not_resumed(built_repo, tmp_path):
+    from tinybert.training import INTERRUPT_ENV
+
+    for folder in INPUTS:
+        shutil.copytree(built_repo / folder, tmp_path / folder)
+    shutil.copy2(built_repo / "params.yaml", tmp_path / "params.yaml")
+    run(tmp_path, "tinybert", "task-distill", check=False, extra_env={INTERRUPT_ENV: "task-distill/prediction:2"})
+    # The same path, other contents: under DVC every run reads data/general_student, rebuilt or not.
+    (tmp_path / "data/general_student/training.json").write_text("{}\n")
+    rerun = run(tmp_path, "tinybert", "task-distill")
+    assert "resumed from checkpoint" not in rerun.stderr
+    assert "[task-distill/intermediate] step" in rerun.stderr

@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tinybert.assets import resolve
 from tinybert.augment.glove import GloveNeighbours, load_glove
 from tinybert.augment.mlm import MlmCandidates
 from tinybert.augment.pipeline import AugmentTools, augmented_chunks
@@ -29,7 +30,7 @@ from tinybert.augment.words import load_stopwords
 from tinybert.config import AugmentConfig, BackboneConfig
 from tinybert.errors import InputError
 from tinybert import task_defaults
-from tinybert.io import file_sha256, read_json, read_rows
+from tinybert.io import content_sha256, file_sha256, read_json, read_rows
 from tinybert.sharding import (
     Progress, Shard, ShardJob, ShardProgress, plan_shards, publish_shards, run_shards,
 )
@@ -185,11 +186,12 @@ def plan(backbone: BackboneConfig, cfg: AugmentConfig, *, task_dir: Path, mlm_di
     # A bad MLM folder or GloVe file fails here, before any worker starts; shards computed in
     # this process then reuse the loaded models.
     _models(cfg, mlm_dir)
-    fingerprint = (cfg.model_dump(exclude={"workers", "batch_size", "batch_tokens"}), file_sha256(Path(task_dir) / "train.parquet"), _folder_digest(mlm_dir))
+    fingerprint = (cfg.model_dump(exclude={"workers", "batch_size", "batch_tokens"}), file_sha256(Path(task_dir) / "train.parquet"),
+                   content_sha256(mlm_dir), content_sha256(resolve(cfg.glove, "augment.glove")))
     return ShardJob(
         compute="tinybert.augment.stage:augment_shard",
         context=(cfg, Path(task_dir), Path(mlm_dir)),
-        work_dir=checkpoint_dir("augment", fingerprint),
+        work_dir=checkpoint_dir("augment", fingerprint, module=__name__),
         shards=tuple(plan_shards(num_rows, cfg.shard_rows)),
     )
 
@@ -231,8 +233,3 @@ def run(backbone: BackboneConfig, cfg: AugmentConfig, *, task_dir: Path, mlm_dir
     progress = Progress("augment", len(job.shards), sum(units(s) for s in job.shards), "examples")
     results = run_shards(job, cfg.workers, progress, units)
     publish(backbone, cfg, job, results, out_dir)
-
-
-def _folder_digest(folder: Path) -> list:
-    """Names, sizes and modification times: enough to tell a retrained MLM from the last one."""
-    return sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in Path(folder).iterdir() if f.is_file())

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from tinybert.assets import resolve
 from tinybert.config import BackboneConfig, CorpusConfig
 from tinybert.errors import InputError, first_line, not_utf8
-from tinybert.io import atomic_file, file_sha256, read_json, write_json, write_parquet
+from tinybert.io import atomic_file, content_sha256, file_sha256, read_json, write_json, write_parquet
 from tinybert.sharding import Progress, Shard, ShardJob, publish_shards, run_shards
 from tinybert.training import checkpoint_dir
 
@@ -368,8 +368,9 @@ def plan(backbone: BackboneConfig, cfg: CorpusConfig, **_paths) -> ShardJob:
     """Read the source into document shards (sequential, streaming); return the tokenising job."""
     path, fmt = _source(cfg)
     load_tokenizer(backbone.model)  # a bad backbone fails before any work
-    fingerprint = (cfg.model_dump(exclude={"workers"}), source_sha256(path), backbone.model)
-    work_dir = checkpoint_dir("prepare-corpus", fingerprint)
+    # The backbone's folder stands for its tokenizer, which decides every token id.
+    fingerprint = (cfg.model_dump(exclude={"workers"}), source_sha256(path), content_sha256(resolve(backbone.model)))
+    work_dir = checkpoint_dir("prepare-corpus", fingerprint, module=__name__)
     try:
         shards = split_documents(path, fmt, cfg, work_dir)
     except InputError:

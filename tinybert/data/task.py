@@ -299,6 +299,9 @@ def run(cfg: TaskConfig, *, out_dir: Path) -> None:
         train = sample(examples.pop("train"), cfg.max_examples, cfg.seed)
         order = split_order(train.labels, cfg.task_type == "classification", cfg.seed)
         n_test = math.ceil(len(order) * cfg.test_fraction - 1e-9)
+        if len(order) - n_test < 1:
+            raise InputError(f"{path / 'train.tsv'}: {len(order)} rows leave the train split empty once the held-out "
+                             f"test slice (test_fraction={cfg.test_fraction}) is taken; need at least 2 rows")
         # GLUE's test labels are hidden: "test" is a held-out slice of train; dev is GLUE's dev.
         parts = {"train": (train, sorted(int(p) for p in order[n_test:])), "test": (train, sorted(int(p) for p in order[:n_test]))}
         parts.update({name: (ex, list(range(len(ex.ids)))) for name, ex in examples.items()})

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tinybert.assets import resolve
 from tinybert.batching import encode_corpus
 from tinybert.config import BackboneConfig, GeneralDistillConfig, ObjectiveSwitches
 from tinybert.distill.loop import distill
 from tinybert.distill.objective import build_objective
 from tinybert.errors import InputError
-from tinybert.io import read_manifest
+from tinybert.io import content_sha256, read_manifest
 from tinybert.models import load_encoder, load_tokenizer, new_student, parameter_count, publish_trained_model
 from tinybert.training import BatchSource, checkpoint_dir, seed_everything
 
@@ -29,7 +30,8 @@ def run(backbone: BackboneConfig, cfg: GeneralDistillConfig, switches: Objective
     data = encode_corpus(corpus_dir)
     pad = tokenizer.pad_token_id
     batches = BatchSource(len(data), lambda idx: data.collate(idx, pad_id=pad))
-    ckpt = checkpoint_dir("general-distill", cfg.model_dump(), backbone.model, manifest["shards"])
+    ckpt = checkpoint_dir("general-distill", cfg.model_dump(), content_sha256(resolve(backbone.model)), manifest["shards"],
+                          module=__name__)
     log = distill(
         name="general-distill",
         student=student,

@@ -47,7 +47,8 @@ class DistillationObjective(nn.Module):
                 "set the student's heads to the teacher's, turn the attention loss off (weight 0), "
                 "or set attention_heads: mean to compare head-averaged scores"
             )
-        self.head_mean = attention_heads == "mean"
+        # The fallback is for a head-count mismatch only: with equal counts the paper's per-head loss stands.
+        self.head_mean = attention_heads == "mean" and student_heads != teacher_heads
         self.matches = list(matches)
         self.temperature = temperature
         self.regression = regression

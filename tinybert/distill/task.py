@@ -17,7 +17,7 @@ from tinybert.config import ObjectiveSwitches, TaskDistillConfig, TrainSchedule
 from tinybert.distill.loop import distill
 from tinybert.distill.objective import build_objective
 from tinybert.distill.teacher_logits import load_teacher_logits
-from tinybert.io import read_manifest, read_sharded
+from tinybert.io import atomic_file, content_sha256, read_manifest, read_sharded
 from tinybert.models import load_classifier, load_tokenizer, model_dir, publish_trained_model
 from tinybert.runtime import is_main_process
 from tinybert.training import BatchSource, checkpoint_dir, seed_everything, train
@@ -51,7 +51,8 @@ def run(
     cached_logits = None
     max_seq_len = task_defaults.max_seq_len(cfg.max_seq_len, pairs=bool(labels.get("text_b")))
     if cfg.distillation and not cfg.one_step:
-        cached_logits = load_teacher_logits(logits_dir, rows=len(keep), max_seq_len=max_seq_len)
+        cached_logits = load_teacher_logits(logits_dir, rows=len(keep), max_seq_len=max_seq_len,
+                                            augmented_dir=augmented_dir, teacher_dir=teacher_dir)
     if not cfg.augmented_data:
         keep = [i for i in keep if rows["is_original"][i]]
         rows = {key: [values[i] for i in keep] for key, values in rows.items()}
@@ -68,19 +69,23 @@ def run(
     batches = BatchSource(len(data), collate, data.lengths)
 
     ckpt = checkpoint_dir(
-        "task-distill", cfg.model_dump(), read_manifest(augmented_dir)["shards"], str(teacher_dir), str(general_dir)
+        "task-distill", cfg.model_dump(), read_manifest(augmented_dir)["shards"], content_sha256(teacher_dir),
+        content_sha256(general_dir), module=__name__,
     )
     logs: dict[str, list[dict]] = {}
     if not cfg.distillation:
         logs["finetune"] = _fine_tune("finetune", student, batches, cfg.prediction, ckpt)
     else:
         steps = [("one_step", cfg.intermediate)] if cfg.one_step else list(zip(STEPS, (cfg.intermediate, cfg.prediction)))
+        head_distilled = False
         for step_name, schedule in steps:
-            log = _run_step(step_name, schedule, cfg, student, teacher, batches, regression, ckpt)
+            log, predicts = _run_step(step_name, schedule, cfg, student, teacher, batches, regression, ckpt)
+            head_distilled |= predicts
             if log is not None:
                 logs[step_name] = log
-        if cfg.weights.prediction == 0:
-            # Ablation "w/o L_pred": nothing distils the new task head, so it learns from the labels.
+        if not head_distilled:
+            # Ablation "w/o L_pred" (or a prediction layer weighted 0 in layer_weights): nothing
+            # distils the new task head, so it learns from the labels rather than stay random.
             logs["prediction_labels"] = _fine_tune("prediction_labels", student, batches, cfg.prediction, ckpt)
 
     report = {
@@ -118,12 +123,13 @@ def _run_step(step_name, schedule: TrainSchedule, cfg, student, teacher, batches
     """One distillation step: intermediate, prediction or one_step.
 
     A finished step is remembered in the checkpoint folder, so a resumed stage skips it.
-    Returns None when every loss of the step has weight 0."""
+    Returns the step's log (None when every loss of the step has weight 0) and whether the
+    prediction loss was among its losses."""
     done = ckpt / f"{step_name}.done.pt"
     if done.is_file():
         state = torch.load(done, weights_only=False)
         student.load_state_dict(state["student"])
-        return state["log"]
+        return state["log"], state["predicts"]
     objective = build_objective(
         cfg,
         student.config,
@@ -134,7 +140,7 @@ def _run_step(step_name, schedule: TrainSchedule, cfg, student, teacher, batches
         regression=regression,
     )
     if not objective.matches:
-        return None  # every loss of this step is switched off
+        return None, False  # every loss of this step is switched off
     log = distill(
         name=f"task-distill/{step_name}",
         student=student,
@@ -146,6 +152,6 @@ def _run_step(step_name, schedule: TrainSchedule, cfg, student, teacher, batches
         checkpoint_to=ckpt / step_name,
     )
     if is_main_process():
-        ckpt.mkdir(parents=True, exist_ok=True)
-        torch.save({"student": student.state_dict(), "log": log}, done)
-    return log
+        with atomic_file(done) as tmp:
+            torch.save({"student": student.state_dict(), "log": log, "predicts": objective.needs_logits}, tmp)
+    return log, objective.needs_logits

@@ -17,7 +17,7 @@ from tinybert import task_defaults
 from tinybert.batching import encode_task
 from tinybert.config import TaskDistillConfig
 from tinybert.errors import InputError
-from tinybert.io import atomic_dir, read_json, read_manifest, read_sharded, write_json, write_parquet
+from tinybert.io import atomic_dir, content_sha256, read_json, read_manifest, read_sharded, write_json, write_parquet
 from tinybert.models import batched_logits, load_classifier, load_tokenizer
 from tinybert.runtime import pick_device
 
@@ -43,12 +43,19 @@ def run(cfg: TaskDistillConfig, *, augmented_dir: Path, teacher_dir: Path, out_d
             "rows": len(data),
             "num_labels": logits.shape[1],
             "max_seq_len": max_seq_len,
-            "augmented_shards": [s["sha256"] for s in read_manifest(augmented_dir)["shards"]],
+            "augmented_shards": _shard_digests(augmented_dir),
+            "teacher": content_sha256(teacher_dir),
         })
 
 
-def load_teacher_logits(logits_dir: Path, *, rows: int, max_seq_len: int) -> torch.Tensor:
-    """The cached logits as a (rows, C) tensor, refusing a cache made for other inputs."""
+def _shard_digests(augmented_dir: Path) -> list[str]:
+    return [s["sha256"] for s in read_manifest(augmented_dir)["shards"]]
+
+
+def load_teacher_logits(logits_dir: Path, *, rows: int, max_seq_len: int, augmented_dir: Path, teacher_dir: Path) -> torch.Tensor:
+    """The cached logits as a (rows, C) tensor, refusing a cache made for other inputs: DVC keeps
+    them in step, but a stage run by hand after the augmented set or the teacher changed must not
+    distil from stale logits."""
     info_path = Path(logits_dir) / INFO_FILE
     if not info_path.is_file():
         raise InputError(f"{logits_dir}: no cached teacher logits; run the teacher-logits stage")
@@ -58,5 +65,11 @@ def load_teacher_logits(logits_dir: Path, *, rows: int, max_seq_len: int) -> tor
             f"{logits_dir}: cached teacher logits are for {info['rows']} rows at length {info['max_seq_len']}, "
             f"task-distill has {rows} rows at length {max_seq_len}; rerun the teacher-logits stage"
         )
+    inputs = {"augmented_shards": ("augmented set", _shard_digests(augmented_dir)),
+              "teacher": ("teacher", content_sha256(teacher_dir))}
+    for key, (what, current) in inputs.items():
+        if info.get(key) != current:
+            raise InputError(f"{logits_dir}: cached teacher logits were computed for another {what}; "
+                             "rerun the teacher-logits stage")
     table = pq.read_table(Path(logits_dir) / LOGITS_FILE)
     return torch.tensor(table.column("logits").to_pylist(), dtype=torch.float32)
