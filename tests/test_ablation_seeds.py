@@ -115,3 +115,15 @@ def test_a_study_without_seeds_still_reports_the_seed_runs_made_before(three_see
     assert [r["experiment"] for r in full["runs"]] == ["ablation-full", "ablation-full-seed1", "ablation-full-seed2"]
     assert full["dev_sd"] == pytest.approx(0.02)
     assert len(no_da["runs"]) == 1
+
+
+def test_seed_experiments_without_metrics_or_of_other_names_are_not_counted(monkeypatch):
+    experiments = {
+        "ablation-full": _experiment(0.82, 0.83),
+        "ablation-full-seed-1": _experiment(0.80, 0.81),
+        "ablation-full-seed3": {"Experiment": "ablation-full-seed3"},  # queued: no metrics yet
+        "ablation-full-seed007": _experiment(0.10, 0.10),  # not a name a run gets
+    }
+    monkeypatch.setattr(ablation, "existing_experiments", lambda: experiments)
+    (full,) = collect([Run(BY_SLUG["full"])])
+    assert [r["experiment"] for r in full["runs"]] == ["ablation-full", "ablation-full-seed-1"]

@@ -65,3 +65,42 @@ def test_replacing_an_output_leaves_the_new_one_and_no_leftovers(tmp_path):
     assert (tmp_path / "out/f.txt").read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
+
+
+def test_a_replacement_that_fails_puts_the_old_output_back(tmp_path, monkeypatch):
+    import os
+
+    from tinybert import io
+
+    with io.atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "f.txt").write_text("old")
+    real_replace = os.replace
+
+    def refuse_the_new_output(src, dst):
+        if ".tmp-" in str(src):
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "replace", refuse_the_new_output)
+    with pytest.raises(OSError, match="disk full"):
+        with io.atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "f.txt").write_text("new")
+    assert (tmp_path / "out/f.txt").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_digest_leaves_out_hidden_download_metadata_and_keeps_sidecar_files(tmp_path):
+    from tinybert.io import content_sha256
+
+    folder = _model_folder(tmp_path / "m", b"weights")
+    before = content_sha256(folder)
+    (folder / ".cache/huggingface").mkdir(parents=True)
+    (folder / ".cache/huggingface/model.safetensors.metadata").write_text("downloaded at 12:00")
+    assert content_sha256(folder) == before
+
+    vectors = tmp_path / "vectors.kv"
+    vectors.write_bytes(b"vocabulary")
+    (tmp_path / "vectors.kv.vectors.npy").write_bytes(b"array")
+    before = content_sha256(vectors)
+    (tmp_path / "vectors.kv.vectors.npy").write_bytes(b"other array")
+    assert content_sha256(vectors) != before

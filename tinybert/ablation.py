@@ -206,15 +206,22 @@ def collect(runs: list[Run]) -> list[dict]:
 
 
 def _other_seed_runs(runs: list[Run], experiments: dict[str, dict]) -> list[Run]:
+    """Finished seed experiments of the runs' rows that ``runs`` does not name (a queued or failed
+    one has no metrics yet and is left out)."""
     planned = {run.experiment for run in runs}
     found = []
     for row in dict.fromkeys(run.row for run in runs):
-        pattern = re.compile(rf"{re.escape(row.experiment)}-seed(\d+)")
-        for name in experiments:
-            match = pattern.fullmatch(name)
-            if match and name not in planned:
-                found.append(Run(row, int(match.group(1))))
-    return sorted(found, key=lambda run: run.seed)
+        for seed in sorted({s for s in (_seed_of(name, row) for name in experiments) if s is not None}):
+            run = Run(row, seed)
+            if run.experiment not in planned and _value(experiments[run.experiment], "metric") is not None:
+                found.append(run)
+    return found
+
+
+def _seed_of(experiment: str, row: Ablation) -> int | None:
+    """N for the experiment that :class:`Run` names ``row``'s under seed N, else None."""
+    match = re.fullmatch(rf"{re.escape(row.experiment)}-seed(-?\d+)", experiment)
+    return int(match.group(1)) if match and Run(row, int(match.group(1))).experiment == experiment else None
 
 
 def _mean_and_spread(measured: list[dict], key: str) -> tuple[float, float | None]:

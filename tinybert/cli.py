@@ -31,7 +31,7 @@ def _stage_command(name: str):
 
 def _processes() -> int:
     value = os.environ.get(PROCESSES_ENV, "").strip() or "1"
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise InputError(f"{PROCESSES_ENV}: expected a positive number of processes, got {value!r}")
     return int(value)
 
@@ -76,7 +76,7 @@ def ablate(
 
 def _integers(text: str, option: str) -> list[int]:
     values = [part.strip() for part in text.split(",") if part.strip()]
-    bad = next((v for v in values if not v.lstrip("-").isdigit()), None)
+    bad = next((v for v in values if not (v.isascii() and v.lstrip("-").isdigit())), None)
     if bad is not None:
         raise InputError(f"{option}: expected comma-separated integers, got {bad!r}")
     return [int(v) for v in values]

@@ -7,6 +7,7 @@ stage would read it.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -17,6 +18,8 @@ from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from tinybert.errors import InputError, first_line
 
 MANIFEST = "manifest.json"
 
@@ -35,15 +38,28 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    try:
+        _replace_dir(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already unless the replacement failed
+
+
+def _replace_dir(new: Path, final: Path) -> None:
+    """Put folder ``new`` at ``final``. An old output moves aside first and is deleted only once
+    the new one is in place; if that move fails, the old output goes back."""
     if not final.exists():
-        os.replace(tmp, final)
+        os.replace(new, final)
         return
-    # The old output moves aside before the new one takes its place, so a crash in between leaves
-    # one of the two, never neither.
-    old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent)) / final.name
-    os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old.parent)
+    aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+    try:
+        os.replace(final, aside / final.name)
+        try:
+            os.replace(new, final)
+        except BaseException:
+            os.replace(aside / final.name, final)
+            raise
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -80,14 +96,31 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def content_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a file, or for a folder one digest of every file under it (relative names
-    and contents): what a model folder or an input holds, whatever its path or modification times."""
+    """One digest of what an input holds, whatever its path or modification times.
+
+    A folder: every file under it (symlinked folders followed), by relative name and contents;
+    hidden files and folders are left out, since tools keep download metadata with timestamps
+    there (``.cache/huggingface``). A file: its contents and those of its sidecars, the files
+    beside it named after it (gensim keeps ``vectors.kv``'s array in ``vectors.kv.vectors.npy``)."""
     path = Path(path)
     if path.is_file():
-        return file_sha256(path)
+        files = [path, *sorted(p for p in path.parent.glob(f"{glob.escape(path.name)}.*") if p.is_file())]
+        names = [f.name for f in files]
+    else:
+        files = sorted(
+            Path(root, name)
+            for root, dirs, found in os.walk(path, followlinks=True)
+            if not any(part.startswith(".") for part in Path(root).relative_to(path).parts)
+            for name in found
+            if not name.startswith(".")
+        )
+        names = [f.relative_to(path).as_posix() for f in files]
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(f"{file.relative_to(path).as_posix()}\0{file_sha256(file)}\n".encode())
+    for name, file in zip(names, files):
+        try:
+            digest.update(f"{name}\0{file_sha256(file)}\n".encode())
+        except OSError as err:
+            raise InputError(f"{file}: cannot read: {err.strerror or first_line(err)}") from None
     return digest.hexdigest()
 
 
@@ -119,8 +152,6 @@ def read_rows(path: str | os.PathLike, start: int, stop: int, columns: list[str]
 def read_manifest(folder: str | os.PathLike) -> dict:
     path = Path(folder) / MANIFEST
     if not path.is_file():
-        from tinybert.errors import InputError
-
         raise InputError(f"{folder}: no {MANIFEST}; run the stage that writes it first")
     return read_json(path)
 
@@ -135,7 +166,5 @@ def iter_shards(folder: str | os.PathLike, columns: list[str] | None = None) -> 
 def read_sharded(folder: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
     tables = list(iter_shards(folder, columns))
     if not tables:
-        from tinybert.errors import InputError
-
         raise InputError(f"{folder}: no rows (empty manifest)")
     return pa.concat_tables(tables)
