@@ -15,8 +15,8 @@ from prefect import flow
 from flows.sharded import RUNNERS, run_sharded
 from tasks.stage_tasks import commit_stage, stage_is_up_to_date, stage_task
 from tinybert.config import load_params
-from tinybert.stages import STAGES
 from tinybert.errors import one_line_errors
+from tinybert.stages import STAGES
 
 
 @flow(name="tinybert-pipeline", log_prints=True)

@@ -97,12 +97,17 @@ def test_layer_weights_for_a_layer_the_student_lacks_are_refused():
         build_matches("uniform", 2, 4, LossWeights(), intermediate=True, prediction=True, layer_weights={7: 1.0})
 
 
-def test_different_head_counts_can_fall_back_to_head_averaged_attention(padded_batch):
-    student, teacher = _models(student_heads=2)
+def _with_head_averaged_fallback(batch, student_heads: int):
+    """Features of both models and the objective's output, under ``attention_heads: mean``."""
+    student, teacher = _models(student_heads=student_heads)
     matches = build_matches("uniform", 2, 4, LossWeights(), intermediate=True, prediction=False)
-    objective = DistillationObjective(matches, 8, 24, student_heads=2, teacher_heads=4, attention_heads="mean")
-    s, t = forward_features(student, padded_batch), forward_features(teacher, padded_batch)
-    total, parts = objective(s, t)
+    objective = DistillationObjective(matches, 8, 24, student_heads=student_heads, teacher_heads=4, attention_heads="mean")
+    s, t = forward_features(student, batch), forward_features(teacher, batch)
+    return s, t, *objective(s, t)
+
+
+def test_different_head_counts_can_fall_back_to_head_averaged_attention(padded_batch):
+    s, t, total, parts = _with_head_averaged_fallback(padded_batch, student_heads=2)
     assert torch.isfinite(total)
     masked = lambda x: torch.where(x <= -100, torch.zeros(()), x)  # noqa: E731
     expected = torch.nn.functional.mse_loss(masked(s.scores[0]).mean(1), masked(t.scores[1]).mean(1))
@@ -111,11 +116,7 @@ def test_different_head_counts_can_fall_back_to_head_averaged_attention(padded_b
 
 
 def test_the_head_averaged_fallback_leaves_equal_head_counts_to_the_per_head_loss(padded_batch):
-    student, teacher = _models(student_heads=4)
-    matches = build_matches("uniform", 2, 4, LossWeights(), intermediate=True, prediction=False)
-    objective = DistillationObjective(matches, 8, 24, student_heads=4, teacher_heads=4, attention_heads="mean")
-    s, t = forward_features(student, padded_batch), forward_features(teacher, padded_batch)
-    _, parts = objective(s, t)
+    s, t, _, parts = _with_head_averaged_fallback(padded_batch, student_heads=4)
     expected = attention_loss(s.scores[0], t.scores[1]) + attention_loss(s.scores[1], t.scores[3])
     assert parts["attention_loss"] == pytest.approx(expected.item(), rel=1e-6)
 

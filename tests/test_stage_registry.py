@@ -1,6 +1,7 @@
 """The stage list is the one source of truth for dvc.yaml, the CLI and the Prefect flow."""
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tinybert.dvcfile import render
@@ -59,44 +60,45 @@ def test_a_stage_depends_on_every_file_its_code_runs_through():
     assert "tinybert/augment/mlm.py" not in BY_NAME["teacher"].code
 
 
-def test_code_dependencies_follow_relative_imports_and_imports_inside_functions(tmp_path, monkeypatch):
+@pytest.fixture
+def fake_package(tmp_path, monkeypatch):
+    """Write a package ``pkg`` of the given files and point code_deps at it instead of tinybert."""
     from tinybert import code_deps
 
-    package = tmp_path / "pkg"
-    (package / "sub").mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "sub" / "__init__.py").write_text("")
-    (package / "a.py").write_text("import os\n\ndef f():\n    from pkg.sub import b\n")
-    (package / "sub" / "b.py").write_text("from .. import c\nfrom . import missing_name\n")
-    (package / "c.py").write_text("")
-    (package / "unused.py").write_text("")
+    def write(files: dict[str, str]) -> Path:
+        for name, text in files.items():
+            (tmp_path / "pkg" / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "pkg" / name).write_text(text)
+        return tmp_path / "pkg"
+
     monkeypatch.setattr(code_deps, "ROOT", tmp_path)
     monkeypatch.setattr(code_deps, "PACKAGE", "pkg")
     code_deps._imported.cache_clear()
-    try:
-        assert code_deps.code_dependencies("pkg.a") == (
-            "pkg/__init__.py", "pkg/a.py", "pkg/c.py", "pkg/sub/__init__.py", "pkg/sub/b.py")
-    finally:
-        code_deps._imported.cache_clear()
+    yield write
+    code_deps._imported.cache_clear()
 
 
-def test_the_code_digest_changes_with_a_dependency_and_only_with_one(tmp_path, monkeypatch):
+def test_code_dependencies_follow_relative_imports_and_imports_inside_functions(fake_package):
     from tinybert import code_deps
 
-    package = tmp_path / "pkg"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "a.py").write_text("from pkg import b\n")
-    (package / "b.py").write_text("X = 1\n")
-    (package / "unused.py").write_text("")
-    monkeypatch.setattr(code_deps, "ROOT", tmp_path)
-    monkeypatch.setattr(code_deps, "PACKAGE", "pkg")
-    code_deps._imported.cache_clear()
-    try:
-        before = code_deps.code_sha256("pkg.a")
-        (package / "unused.py").write_text("Y = 2\n")
-        assert code_deps.code_sha256("pkg.a") == before
-        (package / "b.py").write_text("X = 2\n")
-        assert code_deps.code_sha256("pkg.a") != before
-    finally:
-        code_deps._imported.cache_clear()
+    fake_package({
+        "__init__.py": "",
+        "sub/__init__.py": "",
+        "a.py": "import os\n\ndef f():\n    from pkg.sub import b\n",
+        "sub/b.py": "from .. import c\nfrom . import missing_name\n",
+        "c.py": "",
+        "unused.py": "",
+    })
+    assert code_deps.code_dependencies("pkg.a") == (
+        "pkg/__init__.py", "pkg/a.py", "pkg/c.py", "pkg/sub/__init__.py", "pkg/sub/b.py")
+
+
+def test_the_code_digest_changes_with_a_dependency_and_only_with_one(fake_package):
+    from tinybert import code_deps
+
+    package = fake_package({"__init__.py": "", "a.py": "from pkg import b\n", "b.py": "X = 1\n", "unused.py": ""})
+    before = code_deps.code_sha256("pkg.a")
+    (package / "unused.py").write_text("Y = 2\n")
+    assert code_deps.code_sha256("pkg.a") == before
+    (package / "b.py").write_text("X = 2\n")
+    assert code_deps.code_sha256("pkg.a") != before
