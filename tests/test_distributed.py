@@ -21,22 +21,22 @@ SCHEDULE = TrainSchedule(epochs=3, batch_size=6, lr=0.05, warmup_ratio=0.0, chec
                          device="cpu")
 
 
-def _problem():
+def _problem(examples: int = 24):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-    x = torch.randn(24, 3, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(examples, 3, generator=torch.Generator().manual_seed(1))
     y = x.sum(-1, keepdim=True)
-    return model, BatchSource(24, lambda idx: {"x": x[idx], "y": y[idx]})
+    return model, BatchSource(examples, lambda idx: {"x": x[idx], "y": y[idx]})
 
 
 def _train(model, source, checkpoint_to, schedule=SCHEDULE):
     return fit(model, source, checkpoint_to, schedule)
 
 
-def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
+def _worker(rank: int, world: int, port: int, out_dir: str, examples: int = 24) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank), LOCAL_RANK=str(rank))
     try:
-        model, source = _problem()
+        model, source = _problem(examples)
         if rank == 1:  # a different start: process 0's weights must be broadcast
             torch.nn.init.zeros_(model[0].weight)
         log = _train(model, source, os.path.join(out_dir, "ckpt"))
@@ -79,10 +79,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_processes_train_like_one_process_on_the_whole_batch(tmp_path):
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+# 24 examples: every batch of 6 splits 3 + 3. 23: each epoch ends with a batch of 5, split 3 + 2.
+# 25: each epoch ends with a batch of 1, which process 1 has no example of.
+@pytest.mark.parametrize("examples", [24, 23, 25])
+def test_two_gloo_processes_train_like_one_process_on_the_whole_batch(tmp_path, examples):
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), examples), nprocs=2, join=True)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
-    single_model, source = _problem()
+    single_model, source = _problem(examples)
     single_log = _train(single_model, source, tmp_path / "single")
 
     for key, value in single_model.state_dict().items():
@@ -95,6 +98,13 @@ def test_each_process_takes_an_equal_slice_of_the_global_batch():
     share = lambda rank: Runtime(torch.device("cpu"), rank=rank, world_size=2).my_share([10, 11, 12, 13, 14])  # noqa: E731
     assert share(0) == [10, 12, 14] and share(1) == [11, 13]
     assert Runtime(torch.device("cpu"), rank=1, world_size=2).my_share([7]) == [7]
+
+
+def test_a_short_batch_weights_each_process_by_its_share_of_the_examples():
+    weight = lambda rank, batch: Runtime(torch.device("cpu"), rank=rank, world_size=2).share_weight(batch)  # noqa: E731
+    assert (weight(0, [1, 2, 3, 4]), weight(1, [1, 2, 3, 4])) == (1.0, 1.0)
+    assert (weight(0, [1, 2, 3, 4, 5]), weight(1, [1, 2, 3, 4, 5])) == (1.2, 0.8)
+    assert (weight(0, [7]), weight(1, [7])) == (2.0, 0.0)  # process 1's stand-in example counts for nothing
 
 
 def test_bf16_autocast_trains_on_the_cpu(tmp_path):

@@ -84,10 +84,20 @@ class Runtime:
 
     def my_share(self, indices: list[int]) -> list[int]:
         """This process's slice of a global batch. A final batch smaller than the number of
-        processes gives the short ranks its first example rather than nothing."""
+        processes gives the short ranks its first example rather than nothing (a forward and
+        backward they must take part in; :meth:`share_weight` gives that gradient weight 0)."""
         if self.world_size == 1:
             return indices
         return indices[self.rank::self.world_size] or indices[:1]
+
+    def share_weight(self, indices: list[int]) -> float:
+        """How much this process's mean loss counts in the global batch's mean: its share of the
+        examples times the number of processes. 1 for every process when the batch divides
+        evenly; for an epoch's short last batch (5 examples on 2 processes: 3 and 2) the shares
+        count 1.2 and 0.8, so the averaged gradient is the whole batch's, example for example."""
+        if self.world_size == 1:
+            return 1.0
+        return len(indices[self.rank::self.world_size]) * self.world_size / len(indices)
 
     def broadcast_parameters(self, modules) -> None:
         """Start every process from process 0's weights."""
@@ -97,13 +107,17 @@ class Runtime:
             for tensor in list(module.parameters()) + list(module.buffers()):
                 dist.broadcast(tensor.data, src=0)
 
-    def average_gradients(self, params) -> None:
+    def average_gradients(self, params, weight: float = 1.0) -> None:
+        """Average the gradients across processes, this process's counting ``weight`` times
+        (:meth:`share_weight`)."""
         if self.world_size == 1:
             return
         grads = [p.grad for p in params if p.grad is not None]
         if not grads:
             return
         flat = _flatten_dense_tensors(grads)
+        if weight != 1.0:
+            flat *= weight
         dist.all_reduce(flat)
         flat /= self.world_size
         for grad, synced in zip(grads, _unflatten_dense_tensors(flat, grads)):

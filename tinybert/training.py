@@ -60,6 +60,12 @@ class BatchSource:
         indices = self.epoch_batches(schedule, epoch)[position]
         return self.collate(runtime.my_share(indices) if runtime else indices)
 
+    def share_weight(self, schedule: TrainSchedule, step: int, runtime: Runtime) -> float:
+        """This process's weight in global batch ``step`` (:meth:`Runtime.share_weight`)."""
+        per_epoch = steps_per_epoch(self.num_examples, schedule.batch_size)
+        epoch, position = divmod(step, per_epoch)
+        return runtime.share_weight(self.epoch_batches(schedule, epoch)[position])
+
     def epoch_batches(self, schedule: TrainSchedule, epoch: int) -> list[list[int]]:
         key = (schedule.seed, schedule.batch_size, epoch)
         if key not in self._orders:
@@ -182,14 +188,15 @@ def train(
             loss, parts = loss_fn(batch, step)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        runtime.average_gradients(params)  # before unscaling, so every process skips the same inf steps
+        weight = batches.share_weight(schedule, step, runtime)
+        runtime.average_gradients(params, weight)  # before unscaling, so every process skips the same inf steps
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(params, schedule.max_grad_norm)
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
         done_here += 1
-        pending.append((step + 1, scheduler.get_last_lr()[0], {"loss": loss.detach(), **parts}))
+        pending.append((step + 1, scheduler.get_last_lr()[0], weight, {"loss": loss.detach(), **parts}))
 
         log_now = (step + 1) % schedule.log_every == 0 or step + 1 == steps
         checkpoint_now = (step + 1) % schedule.checkpoint_every == 0 and step + 1 < steps
@@ -228,17 +235,17 @@ def _interrupt_step(name: str) -> int:
 
 def _read_pending(pending: list, runtime: Runtime) -> list[dict]:
     """Log rows of the pending steps, read from the device in one transfer (one all-reduce
-    across processes when there are several)."""
+    across processes when there are several, each weighted as in the gradient average)."""
     if not pending:
         return []
-    flat = torch.stack([torch.as_tensor(v, device=runtime.device).detach().double().reshape(())
-                        for _, _, values in pending for v in values.values()])
+    flat = torch.stack([torch.as_tensor(v, device=runtime.device).detach().double().reshape(()) * weight
+                        for _, _, weight, values in pending for v in values.values()])
     if runtime.world_size > 1:
         dist.all_reduce(flat)
         flat /= runtime.world_size
     numbers = iter(flat.tolist())
     rows = []
-    for step, lr, values in pending:
+    for step, lr, _, values in pending:
         read = {key: next(numbers) for key in values}
         rows.append({"step": step, "loss": read.pop("loss"), "lr": lr, **read})
     return rows
