@@ -94,6 +94,19 @@ def test_wrong_type_names_field_and_value(tmp_path):
         load_params(_write(tmp_path, "teacher:\n  train:\n    batch_size: big\n"))
 
 
+@pytest.mark.parametrize("field, text", [("augment:\n  workers", "yes"), ("augment:\n  max_examples", "no"),
+                                         ("teacher:\n  train:\n    lr", "true"), ("augment:\n  n_aug", "on")])
+def test_yes_no_true_false_are_refused_for_a_number_rather_than_read_as_1_or_0(tmp_path, field, text):
+    where = ".".join(line.strip() for line in field.split(":\n"))
+    with pytest.raises(InputError, match=rf"{where}: .*not (true|false) \(YAML reads yes/no/on/off"):
+        load_params(_write(tmp_path, f"{field}: {text}\n"))
+
+
+def test_switches_still_take_true_and_false(tmp_path):
+    params = load_params(_write(tmp_path, "task_distill:\n  general_student: no\n  one_step: true\n"))
+    assert params.task_distill.general_student is False and params.task_distill.one_step is True
+
+
 def test_a_number_or_auto_field_names_both_choices_on_one_line(tmp_path):
     assert load_params(_write(tmp_path, "augment:\n  n_aug: auto\n")).augment.n_aug == "auto"
     assert load_params(_write(tmp_path, "teacher:\n  max_seq_len: 128\n")).teacher.max_seq_len == 128

@@ -9,6 +9,7 @@ import pytest
 
 from tinybert.distill.teacher_logits import load_teacher_logits
 from tinybert.errors import InputError
+from tinybert.io import content_sha256
 from tinybert.summary import summary_table
 
 
@@ -47,8 +48,6 @@ def _inputs(root):
 
 
 def _cache(folder, rows=4, max_seq_len=64):
-    from tinybert.io import content_sha256
-
     augmented, teacher = _inputs(folder.parent)
     folder.mkdir()
     pq.write_table(pa.table({"row": list(range(rows)), "logits": [[0.5, -0.5]] * rows}), folder / "logits.parquet")
@@ -59,7 +58,7 @@ def _cache(folder, rows=4, max_seq_len=64):
 
 def _load(folder, rows=4, max_seq_len=64):
     return load_teacher_logits(folder, rows=rows, max_seq_len=max_seq_len, augmented_dir=folder.parent / "augmented",
-                               teacher_dir=folder.parent / "teacher")
+                               teacher_digest=content_sha256(folder.parent / "teacher"))
 
 
 def test_cached_teacher_logits_load_as_a_rows_by_labels_tensor(tmp_path):

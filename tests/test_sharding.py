@@ -1,6 +1,8 @@
 import pyarrow as pa
+import pytest
 
 from tinybert import sharding
+from tinybert.errors import InputError
 from tinybert.io import read_sharded, write_parquet
 from tinybert.sharding import Progress, Shard, ShardJob, ShardProgress, plan_shards, publish_shards
 
@@ -66,3 +68,25 @@ def test_a_job_without_rows_publishes_one_empty_file(tmp_path):
     manifest = publish_shards(job, tmp_path / "out", [{}, {}], pa.schema([("n", pa.int64())]), {})
     assert manifest["rows"] == 0 and len(manifest["shards"]) == 1
     assert read_sharded(tmp_path / "out").num_rows == 0
+
+
+def _published(tmp_path, monkeypatch):
+    monkeypatch.setattr(sharding, "PART_ROWS", 4)
+    out = tmp_path / "out"
+    publish_shards(_job_with_shards(tmp_path, [10]), out, [{}], pa.schema([("n", pa.int64())]), {})
+    return out
+
+
+def test_a_shard_changed_after_publishing_is_refused_naming_the_file(tmp_path, monkeypatch):
+    out = _published(tmp_path, monkeypatch)
+    # Valid parquet with other rows: only the manifest's checksum can tell.
+    write_parquet(pa.table({"n": pa.array([7, 7, 7, 7], pa.int64())}), out / "part-00001.parquet")
+    with pytest.raises(InputError, match=r"part-00001\.parquet: contents differ from the sha256 in manifest\.json"):
+        read_sharded(out)
+
+
+def test_a_shard_missing_from_a_published_folder_is_a_clear_error(tmp_path, monkeypatch):
+    out = _published(tmp_path, monkeypatch)
+    (out / "part-00002.parquet").unlink()
+    with pytest.raises(InputError, match=r"part-00002\.parquet: listed in manifest\.json but cannot be read"):
+        read_sharded(out)

@@ -3,7 +3,7 @@ import torch
 
 from tests.training_helpers import fit
 from tinybert.config import TrainSchedule
-from tinybert.training import INTERRUPT_ENV, BatchSource, SimulatedInterruption, total_steps, write_log
+from tinybert.training import INTERRUPT_ENV, BatchSource, SimulatedInterruption, checkpoint_dir, total_steps, write_log
 
 
 def _setup():
@@ -63,3 +63,18 @@ def test_length_grouped_batches_cover_every_example_once_per_epoch_with_little_p
     padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
     assert padded < 1.2 * sum(lengths)
     assert batches != [source.batch(schedule, step) for step in range(100, 200)]  # next epoch reshuffles
+
+
+def test_a_stage_names_its_stale_checkpoint_folders_and_their_size(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TINYBERT_CHECKPOINTS", str(tmp_path))
+    current = checkpoint_dir("task-distill", {"lr": 1e-4}, module="tinybert.distill.task")
+    stale = checkpoint_dir("task-distill", {"lr": 5e-5}, module="tinybert.distill.task")
+    stale.mkdir()
+    (stale / "state.pt").write_bytes(b"0" * 2**20)
+    (tmp_path / "general-distill-0123456789abcdef").mkdir()  # another stage's: not this stage's business
+    capsys.readouterr()
+
+    assert checkpoint_dir("task-distill", {"lr": 1e-4}, module="tinybert.distill.task") == current
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"[task-distill] note: {stale} (1.0 MiB) holds an interrupted run's state for other "
+                     "parameters, inputs or code; delete it if you will not rerun those"]

@@ -6,7 +6,7 @@ objects. A malformed file raises :class:`InputError` naming the file, the field 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -21,6 +21,21 @@ TaskLength = Annotated[int, Field(ge=8, le=512)] | Literal["auto"]
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _true_false_only_for_switches(cls, value: Any, info):
+        # pydantic reads true as 1 for a number, and YAML reads yes/no/on/off as true/false, so
+        # `workers: yes` or `max_examples: no` would quietly become 1 or 0. Strict mode would stop
+        # that but also refuse PyYAML's `5e-5`, which it reads as text.
+        if isinstance(value, bool) and not _takes_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"expected a number or text, not {str(value).lower()} "
+                             "(YAML reads yes/no/on/off as true/false)")
+        return value
+
+
+def _takes_bool(annotation) -> bool:
+    return annotation is bool or any(_takes_bool(arg) for arg in get_args(annotation))
 
 
 class TrainSchedule(Section):

@@ -157,10 +157,22 @@ def read_manifest(folder: str | os.PathLike) -> dict:
 
 
 def iter_shards(folder: str | os.PathLike, columns: list[str] | None = None) -> Iterator[pa.Table]:
-    """Yield each shard of a sharded folder as a table, in manifest order."""
+    """Yield each shard of a sharded folder as a table, in manifest order.
+
+    Each file is checked against the manifest's sha256 first: a shard replaced or edited after
+    the stage wrote it (by hand, or by a copy that mixed two runs) would otherwise be read as
+    valid rows, and DVC only notices that at its next status check."""
     folder = Path(folder)
     for shard in read_manifest(folder)["shards"]:
-        yield pq.read_table(folder / shard["file"], columns=columns)
+        path = folder / shard["file"]
+        try:
+            data = path.read_bytes()  # one read serves the checksum and the parquet reader
+        except OSError as err:
+            raise InputError(f"{path}: listed in {MANIFEST} but cannot be read: {err.strerror or first_line(err)}") from None
+        if "sha256" in shard and hashlib.sha256(data).hexdigest() != shard["sha256"]:
+            raise InputError(f"{path}: contents differ from the sha256 in {MANIFEST} (changed after the stage "
+                             f"wrote it); rerun the stage that writes {folder}")
+        yield pq.read_table(pa.BufferReader(data), columns=columns)
 
 
 def read_sharded(folder: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:

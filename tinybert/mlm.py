@@ -77,6 +77,7 @@ def run(backbone: BackboneConfig, cfg: MlmConfig, *, corpus_dir: Path, out_dir: 
     held_out = Encoded(corpus.input_ids[-n_eval:])
     train_part = Encoded(corpus.input_ids[:-n_eval])
     report: dict = {"source": source, "held_out_sequences": n_eval, "mask_prob": cfg.mask_prob}
+    ckpt = checkpoints_for(cfg, backbone, corpus_dir)  # hashes the backbone folder: once per run
 
     if cfg.model:
         model = load_pretrained(AutoModelForMaskedLM, model_dir(cfg.model, "mlm.model"), what="mlm.model")
@@ -87,12 +88,12 @@ def run(backbone: BackboneConfig, cfg: MlmConfig, *, corpus_dir: Path, out_dir: 
         model.tie_weights()
         report["accuracy_before"] = masked_token_accuracy(model, held_out, tokenizer, cfg.mask_prob, cfg.train.seed)
         print(f"[mlm] masked-token accuracy before training: {report['accuracy_before']:.3f}", file=sys.stderr)
-        log = _train(model, tokenizer, train_part, cfg, backbone, corpus_dir)
+        log = _train(model, tokenizer, train_part, cfg, ckpt)
     report["accuracy"] = masked_token_accuracy(model, held_out, tokenizer, cfg.mask_prob, cfg.train.seed)
     print(f"[mlm] masked-token accuracy on held-out corpus text: {report['accuracy']:.3f}", file=sys.stderr)
 
     logs = {"train_log": log} if log else {}
-    publish_trained_model(out_dir, model, tokenizer, logs, report, checkpoints_for(cfg, backbone, corpus_dir))
+    publish_trained_model(out_dir, model, tokenizer, logs, report, ckpt)
 
 
 def checkpoints_for(cfg: MlmConfig, backbone: BackboneConfig, corpus_dir: Path) -> Path:
@@ -100,7 +101,7 @@ def checkpoints_for(cfg: MlmConfig, backbone: BackboneConfig, corpus_dir: Path) 
     return checkpoint_dir("mlm", cfg.model_dump(), backbone_digest, read_manifest(corpus_dir)["shards"], module=__name__)
 
 
-def _train(model, tokenizer, data: Encoded, cfg: MlmConfig, backbone: BackboneConfig, corpus_dir: Path) -> list[dict]:
+def _train(model, tokenizer, data: Encoded, cfg: MlmConfig, ckpt: Path) -> list[dict]:
     head = [p for n, p in model.named_parameters() if n.startswith("cls.")]
     head_ids = {id(p) for p in head}
     encoder = [p for p in model.parameters() if id(p) not in head_ids]
@@ -121,5 +122,5 @@ def _train(model, tokenizer, data: Encoded, cfg: MlmConfig, backbone: BackboneCo
         loss_fn=loss_fn,
         batches=batches,
         schedule=cfg.train,
-        checkpoint_to=checkpoints_for(cfg, backbone, corpus_dir),
+        checkpoint_to=ckpt,
     )

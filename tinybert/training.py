@@ -27,7 +27,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from tinybert.code_deps import code_sha256
 from tinybert.config import TrainSchedule
-from tinybert.runtime import Runtime
+from tinybert.runtime import Runtime, is_main_process
 
 CHECKPOINT_FILE = "state.pt"
 # Tests set this to simulate a crash right after step N (checkpoints before N survive).
@@ -118,7 +118,25 @@ def checkpoint_dir(stage: str, *fingerprint_parts, module: str) -> Path:
     parts = (code_sha256(module), *fingerprint_parts)
     digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
     root = Path(os.environ.get("TINYBERT_CHECKPOINTS", "checkpoints"))
-    return root / f"{stage}-{digest}"
+    folder = root / f"{stage}-{digest}"
+    _mention_stale_checkpoints(folder)
+    return folder
+
+
+def _mention_stale_checkpoints(folder: Path) -> None:
+    """Name the stage's other checkpoint folders: interrupted runs under other parameters,
+    inputs or code. A finished run deletes its own folder, but these stay (a run of those
+    settings would resume them, e.g. an ablation row retried), and a training stage's can hold
+    gigabytes. Deleting them is the user's call; this says where the space went."""
+    if not folder.parent.is_dir() or not is_main_process():
+        return
+    stage = folder.name.rsplit("-", 1)[0]
+    for other in sorted(folder.parent.glob(f"{stage}-*")):
+        if other == folder or not other.is_dir() or other.name.rsplit("-", 1)[0] != stage:
+            continue
+        size = sum(f.stat().st_size for f in other.rglob("*") if f.is_file())
+        print(f"[{stage}] note: {other} ({size / 2**20:.1f} MiB) holds an interrupted run's state for other "
+              "parameters, inputs or code; delete it if you will not rerun those", file=sys.stderr, flush=True)
 
 
 def _fmt_seconds(seconds: float) -> str:

@@ -49,10 +49,11 @@ def run(
     rows = read_sharded(augmented_dir, ["text", "text_b", "label", "is_original"]).to_pydict()
     keep = list(range(len(rows["text"])))
     cached_logits = None
+    teacher_digest = content_sha256(teacher_dir)  # once: the logits check and the resume key both need it
     max_seq_len = task_defaults.max_seq_len(cfg.max_seq_len, pairs=bool(labels.get("text_b")))
     if cfg.distillation and not cfg.one_step:
         cached_logits = load_teacher_logits(logits_dir, rows=len(keep), max_seq_len=max_seq_len,
-                                            augmented_dir=augmented_dir, teacher_dir=teacher_dir)
+                                            augmented_dir=augmented_dir, teacher_digest=teacher_digest)
     if not cfg.augmented_data:
         keep = [i for i in keep if rows["is_original"][i]]
         rows = {key: [values[i] for i in keep] for key, values in rows.items()}
@@ -69,7 +70,7 @@ def run(
     batches = BatchSource(len(data), collate, data.lengths)
 
     ckpt = checkpoint_dir(
-        "task-distill", cfg.model_dump(), read_manifest(augmented_dir)["shards"], content_sha256(teacher_dir),
+        "task-distill", cfg.model_dump(), read_manifest(augmented_dir)["shards"], teacher_digest,
         content_sha256(general_dir), module=__name__,
     )
     logs: dict[str, list[dict]] = {}

@@ -52,10 +52,11 @@ def _shard_digests(augmented_dir: Path) -> list[str]:
     return [s["sha256"] for s in read_manifest(augmented_dir)["shards"]]
 
 
-def load_teacher_logits(logits_dir: Path, *, rows: int, max_seq_len: int, augmented_dir: Path, teacher_dir: Path) -> torch.Tensor:
+def load_teacher_logits(logits_dir: Path, *, rows: int, max_seq_len: int, augmented_dir: Path,
+                        teacher_digest: str) -> torch.Tensor:
     """The cached logits as a (rows, C) tensor, refusing a cache made for other inputs: DVC keeps
-    them in step, but a stage run by hand after the augmented set or the teacher changed must not
-    distil from stale logits."""
+    them in step, but a stage run by hand after the augmented set or the teacher (whose
+    :func:`content_sha256` is ``teacher_digest``) changed must not distil from stale logits."""
     info_path = Path(logits_dir) / INFO_FILE
     if not info_path.is_file():
         raise InputError(f"{logits_dir}: no cached teacher logits; run the teacher-logits stage")
@@ -66,7 +67,7 @@ def load_teacher_logits(logits_dir: Path, *, rows: int, max_seq_len: int, augmen
             f"task-distill has {rows} rows at length {max_seq_len}; rerun the teacher-logits stage"
         )
     inputs = {"augmented_shards": ("augmented set", _shard_digests(augmented_dir)),
-              "teacher": ("teacher", content_sha256(teacher_dir))}
+              "teacher": ("teacher", teacher_digest)}
     for key, (what, current) in inputs.items():
         if info.get(key) != current:
             raise InputError(f"{logits_dir}: cached teacher logits were computed for another {what}; "
