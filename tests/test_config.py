@@ -95,10 +95,13 @@ def test_wrong_type_names_field_and_value(tmp_path):
 
 
 @pytest.mark.parametrize("field, text", [("augment:\n  workers", "yes"), ("augment:\n  max_examples", "no"),
-                                         ("teacher:\n  train:\n    lr", "true"), ("augment:\n  n_aug", "on")])
+                                         ("teacher:\n  train:\n    lr", "true"), ("augment:\n  n_aug", "on"),
+                                         ("general_distill:\n  mapping", "[yes, 2, 3, 4]"),
+                                         ("task_distill:\n  layer_weights", "{3: yes}"),
+                                         ("task_distill:\n  layer_weights", "{yes: 0.5}")])
 def test_yes_no_true_false_are_refused_for_a_number_rather_than_read_as_1_or_0(tmp_path, field, text):
     where = ".".join(line.strip() for line in field.split(":\n"))
-    with pytest.raises(InputError, match=rf"{where}: .*not (true|false) \(YAML reads yes/no/on/off"):
+    with pytest.raises(InputError, match=rf"{where}: .*(true|false) is not a value for this field \(YAML reads yes/no/on/off"):
         load_params(_write(tmp_path, f"{field}: {text}\n"))
 
 

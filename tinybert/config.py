@@ -28,14 +28,27 @@ class Section(BaseModel):
         # pydantic reads true as 1 for a number, and YAML reads yes/no/on/off as true/false, so
         # `workers: yes` or `max_examples: no` would quietly become 1 or 0. Strict mode would stop
         # that but also refuse PyYAML's `5e-5`, which it reads as text.
-        if isinstance(value, bool) and not _takes_bool(cls.model_fields[info.field_name].annotation):
-            raise ValueError(f"expected a number or text, not {str(value).lower()} "
+        found = _a_bool_in(value)
+        if found is not None and not _takes_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"{str(found).lower()} is not a value for this field "
                              "(YAML reads yes/no/on/off as true/false)")
         return value
 
 
+def _a_bool_in(value: Any) -> bool | None:
+    """The first true/false in ``value``, its list items or its mapping's keys and values."""
+    if isinstance(value, bool):
+        return value
+    items = [*value.keys(), *value.values()] if isinstance(value, dict) else value if isinstance(value, list) else []
+    return next((found for item in items if (found := _a_bool_in(item)) is not None), None)
+
+
 def _takes_bool(annotation) -> bool:
-    return annotation is bool or any(_takes_bool(arg) for arg in get_args(annotation))
+    """Whether a field of this type may hold true/false: a switch, or a section, whose own
+    fields are checked when it is validated."""
+    if annotation is bool or (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        return True
+    return any(_takes_bool(arg) for arg in get_args(annotation))
 
 
 class TrainSchedule(Section):

@@ -94,7 +94,10 @@ class Runtime:
         """How much this process's mean loss counts in the global batch's mean: its share of the
         examples times the number of processes. 1 for every process when the batch divides
         evenly; for an epoch's short last batch (5 examples on 2 processes: 3 and 2) the shares
-        count 1.2 and 0.8, so the averaged gradient is the whole batch's, example for example."""
+        count 1.2 and 0.8. For a loss that is a mean over examples (cross-entropy, soft
+        cross-entropy, regression MSE) the averaged gradient is then exactly the whole batch's;
+        a loss averaged over tokens or elements (masked-LM, the layer MSEs of distillation) is
+        weighted by examples, not by each process's own token count, so it is close, not exact."""
         if self.world_size == 1:
             return 1.0
         return len(indices[self.rank::self.world_size]) * self.world_size / len(indices)

@@ -134,7 +134,10 @@ def _mention_stale_checkpoints(folder: Path) -> None:
     for other in sorted(folder.parent.glob(f"{stage}-*")):
         if other == folder or not other.is_dir() or other.name.rsplit("-", 1)[0] != stage:
             continue
-        size = sum(f.stat().st_size for f in other.rglob("*") if f.is_file())
+        try:
+            size = sum(f.stat().st_size for f in other.rglob("*") if f.is_file())
+        except OSError:  # deleted while we looked (another run finishing): nothing to mention
+            continue
         print(f"[{stage}] note: {other} ({size / 2**20:.1f} MiB) holds an interrupted run's state for other "
               "parameters, inputs or code; delete it if you will not rerun those", file=sys.stderr, flush=True)
 
@@ -194,7 +197,7 @@ def train(
     # Each step's loss and parts stay on the device until a log line, a checkpoint or the end
     # needs them: reading a GPU scalar waits for the GPU, and a wait per loss part every step
     # stops the CPU from queueing the next kernels while the GPU works.
-    pending: list[tuple[int, float, dict[str, torch.Tensor]]] = []
+    pending: list[tuple[int, float, float, dict[str, torch.Tensor]]] = []  # step, lr, share weight, values
 
     def flush() -> None:
         log.extend(_read_pending(pending, runtime))
