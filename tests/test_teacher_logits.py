@@ -1,5 +1,9 @@
 """The teacher-logits stage works one augmented part at a time and resumes after a kill."""
+import os
+from pathlib import Path
+
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
@@ -50,29 +54,28 @@ def _run(tmp_path, augmented, out_name):
                                               teacher_digest=content_sha256(tmp_path / "teacher"))
 
 
+def _counted(real, calls: list, kill_at_call: int = 0):
+    """``batched_logits`` that records each call's row count and is killed at call ``kill_at_call``."""
+    def wrapped(*args, **kwargs):
+        calls.append(len(args[1]))
+        if len(calls) == kill_at_call:
+            raise Killed
+        return real(*args, **kwargs)
+    return wrapped
+
+
 def test_a_killed_run_resumes_at_the_first_unfinished_part_with_the_same_logits(tmp_path, monkeypatch, capsys):
     _teacher(tmp_path / "teacher")
     augmented = _augmented(tmp_path, monkeypatch)
     straight = _run(tmp_path, augmented, "straight")
 
     real, calls = teacher_logits.batched_logits, []
-
-    def killed_in_the_second_part(*args, **kwargs):
-        calls.append(len(args[1]))
-        if len(calls) == 2:
-            raise Killed
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(teacher_logits, "batched_logits", killed_in_the_second_part)
+    monkeypatch.setattr(teacher_logits, "batched_logits", _counted(real, calls, kill_at_call=2))
     with pytest.raises(Killed):
         _run(tmp_path, augmented, "resumed")
     assert not (tmp_path / "resumed").exists()  # no half-written artifact
 
-    def counted(*args, **kwargs):
-        calls.append(len(args[1]))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(teacher_logits, "batched_logits", counted)
+    monkeypatch.setattr(teacher_logits, "batched_logits", _counted(real, calls))
     capsys.readouterr()
     calls.clear()
     resumed = _run(tmp_path, augmented, "resumed")
@@ -80,4 +83,20 @@ def test_a_killed_run_resumes_at_the_first_unfinished_part_with_the_same_logits(
     assert "[teacher-logits] part 1/3 done before, reused" in capsys.readouterr().err
     assert torch.equal(resumed, straight) and tuple(resumed.shape) == (10, 2)
     assert (tmp_path / "resumed" / "logits.parquet").read_bytes() == (tmp_path / "straight" / "logits.parquet").read_bytes()
+    # the type a single write of the whole table gives, not the one parquet reads a part back as
+    assert pq.read_schema(tmp_path / "resumed" / "logits.parquet").field("logits").type == pa.list_(pa.float32())
     assert read_json(tmp_path / "resumed" / "info.json")["rows"] == 10
+
+
+def test_a_saved_part_that_cannot_be_read_is_computed_again(tmp_path, monkeypatch):
+    _teacher(tmp_path / "teacher")
+    augmented = _augmented(tmp_path, monkeypatch)
+    real, calls = teacher_logits.batched_logits, []
+    monkeypatch.setattr(teacher_logits, "batched_logits", _counted(real, calls, kill_at_call=2))
+    with pytest.raises(Killed):
+        _run(tmp_path, augmented, "out")
+    [part] = Path(os.environ["TINYBERT_CHECKPOINTS"]).glob("teacher-logits-*/part-00000.parquet")
+    part.write_bytes(part.read_bytes()[:40])  # cut short, as a crash without fsync can leave it
+
+    monkeypatch.setattr(teacher_logits, "batched_logits", real)
+    assert tuple(_run(tmp_path, augmented, "out").shape) == (10, 2)

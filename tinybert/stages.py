@@ -115,6 +115,7 @@ STAGES: tuple[Stage, ...] = (
         deps={"augmented_dir": "data/augmented", "teacher_dir": "data/teacher"},
         outs={"out_dir": "data/teacher_logits"},
         params=("task_distill.max_seq_len",),
+        retries=1,  # it resumes from its finished parts, so a retry costs only the unfinished ones
     ),
     Stage(
         "task-distill",

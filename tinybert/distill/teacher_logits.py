@@ -19,8 +19,7 @@ from tinybert import task_defaults
 from tinybert.batching import encode_task
 from tinybert.config import TaskDistillConfig
 from tinybert.errors import InputError
-from tinybert.io import (atomic_dir, atomic_file, content_sha256, iter_shards, read_json, read_manifest, read_sharded,
-                         write_json, write_parquet)
+from tinybert.io import atomic_dir, atomic_file, content_sha256, iter_shards, read_json, read_manifest, write_json, write_parquet
 from tinybert.models import batched_logits, load_classifier, load_tokenizer
 from tinybert.runtime import pick_device
 from tinybert.training import checkpoint_dir
@@ -28,6 +27,7 @@ from tinybert.training import checkpoint_dir
 LOGITS_FILE = "logits.parquet"
 INFO_FILE = "info.json"
 BATCH_SIZE = 128
+LOGITS_TYPE = pa.list_(pa.float32())
 
 
 def run(cfg: TaskDistillConfig, *, augmented_dir: Path, teacher_dir: Path, out_dir: Path) -> None:
@@ -35,39 +35,59 @@ def run(cfg: TaskDistillConfig, *, augmented_dir: Path, teacher_dir: Path, out_d
     kept under ``checkpoints/`` (atomically), so a killed run resumes at the first unfinished
     part: over a GLUE-sized augmented set (MNLI: millions of rows) this stage runs for hours."""
     tokenizer = load_tokenizer(teacher_dir, "teacher")
-    teacher = load_classifier(teacher_dir, what="teacher").to(pick_device(cfg.prediction.device))
-    pairs = any(t is not None for t in read_sharded(augmented_dir, ["text_b"]).column("text_b").to_pylist())
-    max_seq_len = task_defaults.max_seq_len(cfg.max_seq_len, pairs=pairs)
+    device = pick_device(cfg.prediction.device)
+    teacher = load_classifier(teacher_dir, what="teacher").to(device)
+    # Rows are all pairs or all single sentences (prepare-task), so the first part decides.
+    first = next(iter_shards(augmented_dir, ["text_b"]))
+    max_seq_len = task_defaults.max_seq_len(cfg.max_seq_len, pairs=first.column("text_b").null_count < first.num_rows)
     parts = _shard_digests(augmented_dir)
     teacher_digest = content_sha256(teacher_dir)
-    work = checkpoint_dir("teacher-logits", max_seq_len, parts, teacher_digest, module=__name__)
+    # The device is in the key: CPU and GPU logits differ in their last bits, and one artifact
+    # should come from one of them.
+    work = checkpoint_dir("teacher-logits", max_seq_len, parts, teacher_digest, device.type, module=__name__)
     chunks = []
     for index, rows in enumerate(iter_shards(augmented_dir, ["text", "text_b", "label"])):
         done = work / f"part-{index:05d}.parquet"
-        if done.is_file():
+        saved = _saved_part(done, rows.num_rows)
+        if saved is not None:
             print(f"[teacher-logits] part {index + 1}/{len(parts)} done before, reused", file=sys.stderr, flush=True)
         else:
             data = encode_task(tokenizer, rows.to_pydict(), max_seq_len)
             logits = batched_logits(teacher, data, BATCH_SIZE, tokenizer.pad_token_id,
                                     progress=f"teacher-logits part {index + 1}/{len(parts)}")
             with atomic_file(done) as tmp:
-                write_parquet(pa.table({"logits": pa.array(logits.tolist(), pa.list_(pa.float32()))}), tmp)
-        chunks.append(pq.read_table(done).column("logits"))
+                write_parquet(pa.table({"logits": pa.array(logits.tolist(), LOGITS_TYPE)}), tmp)
+            saved = pq.read_table(done).column("logits")
+        chunks.extend(saved.chunks)
     # Parquet reads a list's item back under another field name ("element"); cast to the type
     # written, so the artifact's bytes do not depend on whether its parts were resumed.
-    list_type = pa.list_(pa.float32())
-    logits = pa.concat_arrays([c for chunk in chunks for c in chunk.chunks]).cast(list_type) if chunks else pa.array([], list_type)
+    logits = pa.concat_arrays(chunks).cast(LOGITS_TYPE)
     table = pa.table({"row": pa.array(range(len(logits)), pa.int64()), "logits": logits})
     with atomic_dir(out_dir) as tmp:
         write_parquet(table, tmp / LOGITS_FILE)
         write_json(tmp / INFO_FILE, {
             "rows": len(logits),
-            "num_labels": len(logits[0]) if len(logits) else 0,
+            "num_labels": len(logits[0]),
             "max_seq_len": max_seq_len,
             "augmented_shards": parts,
             "teacher": teacher_digest,
         })
     shutil.rmtree(work, ignore_errors=True)
+
+
+def _saved_part(path: Path, rows: int) -> pa.ChunkedArray | None:
+    """A finished part's logits, or None when there is none or it cannot be trusted (unreadable,
+    or another row count: a file cut short by a crash is recomputed, not fatal forever)."""
+    if not path.is_file():
+        return None
+    try:
+        logits = pq.read_table(path).column("logits")
+    except (OSError, pa.ArrowException, KeyError):
+        logits = None
+    if logits is None or len(logits) != rows:
+        path.unlink(missing_ok=True)
+        return None
+    return logits
 
 
 def _shard_digests(augmented_dir: Path) -> list[str]:
