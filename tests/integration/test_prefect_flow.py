@@ -14,8 +14,9 @@ pytestmark = pytest.mark.slow
 
 # Throughput is measured, so the evaluation folder differs between any two runs.
 TIMED = {"data/evaluation"}
-# Model folders: equal, or equal up to float noise in the weights (see below). Data must match exactly.
-TRAINED = {"data/mlm", "data/teacher", "data/general_student", "data/student"}
+# Model folders, and the teacher's logits (a forward pass): equal, or equal up to float noise
+# (see below). Every other output must match exactly.
+COMPUTED = {"data/mlm", "data/teacher", "data/general_student", "data/student", "data/teacher_logits"}
 
 
 def outs(lock_path) -> dict[str, str]:
@@ -50,20 +51,32 @@ def cached_files(repo, dir_md5: str) -> dict:
 
 
 def assert_same_up_to_float_noise(path, dvc_repo, dvc_md5, flow_repo, flow_md5):
-    """Trained weights may differ in their last bits between two processes under different CPU
-    load (threading libraries); everything else must be the same, and the weights within a few learning-rate steps (Adam turns a sign change of a near-zero gradient into a full step)."""
-    from safetensors.torch import load_file
-
+    """Trained weights and a model's outputs may differ in their last bits between two processes
+    under different CPU load (threading libraries); everything else must be the same, the weights
+    within a few learning-rate steps (Adam turns a sign change of a near-zero gradient into a full
+    step) and the outputs of a model within what such weights give."""
     a, b = cached_files(dvc_repo, dvc_md5), cached_files(flow_repo, flow_md5)
     assert a.keys() == b.keys(), path
     for name, (md5, file) in a.items():
         if md5 == b[name][0] or name.endswith((".csv", ".json")):  # logs: the same run, its last bits
             continue
-        assert name.endswith(".safetensors"), f"{path}/{name} differs"
-        x, y = load_file(file), load_file(b[name][1])
+        assert name.endswith((".safetensors", ".parquet")), f"{path}/{name} differs"
+        x, y = (tensors(f, name) for f in (file, b[name][1]))
         assert x.keys() == y.keys()
         for key in x:
             assert torch.allclose(x[key], y[key], rtol=1e-3, atol=2e-3), f"{path}/{name}: {key}"
+
+
+def tensors(file, name: str) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors, or a parquet file's columns (a list column is a matrix);
+    ``name`` is the file's name in its folder (the cache names it by its hash)."""
+    import pyarrow.parquet as pq
+    from safetensors.torch import load_file
+
+    if name.endswith(".safetensors"):
+        return load_file(file)
+    table = pq.read_table(file)
+    return {column: torch.tensor(table.column(column).to_pylist(), dtype=torch.float64) for column in table.column_names}
 
 
 def test_flow_and_dvc_repro_produce_the_same_artifacts(flow_repo, built_repo):
@@ -71,7 +84,7 @@ def test_flow_and_dvc_repro_produce_the_same_artifacts(flow_repo, built_repo):
     from_flow = outs(flow_repo / "dvc.lock")
     assert from_flow.keys() == from_dvc.keys() == {out for s in STAGES for out in s.outs.values()}
     for path in sorted(from_dvc.keys() - TIMED):
-        if from_flow[path] != from_dvc[path] and path in TRAINED:
+        if from_flow[path] != from_dvc[path] and path in COMPUTED:
             assert_same_up_to_float_noise(path, built_repo, from_dvc[path], flow_repo, from_flow[path])
         else:
             assert from_flow[path] == from_dvc[path], path
