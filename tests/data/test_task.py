@@ -252,22 +252,22 @@ def test_movie_reviews_with_only_zero_scores_is_empty_after_cleaning(tmp_path):
 def test_label_outside_given_label_names_names_the_value_and_the_row(tmp_path):
     rows = sentiment_rows(6) + [["an odd one", "maybe"]]
     src = write_csv(tmp_path / "d.csv", ["text", "label"], rows)
-    fails(tmp_path, src, "'maybe'", "row 6", label_names=["neg", "pos"])
+    fails(tmp_path, src, "'maybe'", "data row 7:", label_names=["neg", "pos"])
 
 
 def test_missing_classification_label_names_the_row(tmp_path):
     src = write_csv(tmp_path / "d.csv", ["text", "label"], [["a", "x"], ["b", ""], ["c", "y"]])
-    fails(tmp_path, src, "row 1", "missing label")
+    fails(tmp_path, src, "data row 2:", "missing label")
 
 
 def test_non_numeric_regression_label_names_the_value_and_the_row(tmp_path):
     src = write_csv(tmp_path / "d.csv", ["text", "label"], [["a", 0.5], ["b", "high"], ["c", 1.5]])
-    fails(tmp_path, src, "'high'", "row 1", "not a number", task_type="regression", metric="pearson")
+    fails(tmp_path, src, "'high'", "data row 2:", "not a number", task_type="regression", metric="pearson")
 
 
 def test_empty_text_names_the_row_and_the_column(tmp_path):
     src = write_csv(tmp_path / "d.csv", ["text", "label"], [["fine", "a"], ["   ", "b"], ["ok", "a"]])
-    fails(tmp_path, src, "row 1", "empty text", "'text'")
+    fails(tmp_path, src, "data row 2:", "empty text", "'text'")
 
 
 def test_split_that_leaves_train_empty_is_an_error(tmp_path):
@@ -327,7 +327,7 @@ def test_a_list_or_object_where_a_value_belongs_names_the_row_and_column(tmp_pat
     rows[4][field] = value
     src = tmp_path / "d.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    fails(tmp_path, src, "d.jsonl", "row 4", repr(field), type(value).__name__)
+    fails(tmp_path, src, "d.jsonl", "data row 5:", repr(field), type(value).__name__)
 
 
 @pytest.mark.parametrize("bad, hint", [(-1, "unlabelled"), (7, "not a class")])
@@ -340,7 +340,7 @@ def test_a_class_label_outside_its_names_is_an_error_not_the_last_class(tmp_path
     # datasets refuses to build such a column, but a parquet file's metadata can still declare it
     metadata = {b"huggingface": json.dumps({"info": {"features": features.to_dict()}}).encode()}
     pq.write_table(pa.table(rows).replace_schema_metadata(metadata), src)
-    fails(tmp_path, src, "d.parquet", "row 9", f"label {bad}", hint)
+    fails(tmp_path, src, "d.parquet", "data row 10:", f"label {bad}", hint)
 
 def test_a_file_named_as_a_glue_task_records_it_for_the_per_task_defaults(tmp_path):
     src = write_csv(tmp_path / "sst.csv", ["text", "label"], sentiment_rows(30))

@@ -114,6 +114,12 @@ def _check_header(path: Path, delimiter: str) -> None:
         raise InputError(f"{path}: column name(s) {', '.join(map(repr, repeated))} appear more than once in the header")
 
 
+def _at(path: Path, row: int) -> str:
+    """A row as a person counts it in the file: from 1, the header not counted (so a CSV's data
+    row 1 is its line 2). A 0-based index reads as the row before the one at fault."""
+    return f"{path}: data row {row + 1}"
+
+
 def _column(columns: dict[str, list], name: str, field: str, path: Path) -> list:
     if name not in columns:
         raise InputError(f"{path}: column {name!r} ({field}) not found; columns: {', '.join(columns) or '(none)'}")
@@ -126,7 +132,7 @@ def _texts(values: list, ids: list[int], name: str, path: Path) -> list[str]:
         _not_nested(value, i, name, path)
         text = "" if value is None else " ".join(str(value).split())
         if not text:
-            raise InputError(f"{path}: row {i}: empty text in column {name!r}")
+            raise InputError(f"{_at(path, i)}: empty text in column {name!r}")
         out.append(text)
     return out
 
@@ -162,7 +168,7 @@ def read_examples(cfg: TaskConfig, path: Path, fmt: str) -> tuple[Examples, list
         names = list(feature.names)
         for i, v in zip(ids, labels):
             if v is not None and not 0 <= v < len(names):  # -1 is datasets' "no label" (GLUE test splits)
-                raise InputError(f"{path}: row {i}: label {v} in column {cfg.label_column!r} is not a class of "
+                raise InputError(f"{_at(path, i)}: label {v} in column {cfg.label_column!r} is not a class of "
                                  f"{names}{' (-1: unlabelled row)' if v == -1 else ''}")
         labels = [None if v is None else names[v] for v in labels]
     return Examples(ids, texts, texts_b, list(labels), cfg.label_column), names
@@ -171,7 +177,7 @@ def read_examples(cfg: TaskConfig, path: Path, fmt: str) -> tuple[Examples, list
 def _not_nested(value, row: int, column: str, path: Path) -> None:
     # str() would silently turn ["good", "movie"] into the text "['good', 'movie']".
     if isinstance(value, (list, dict, bytes)):
-        raise InputError(f"{path}: row {row}: column {column!r} holds a {type(value).__name__}, not a single value "
+        raise InputError(f"{_at(path, row)}: column {column!r} holds a {type(value).__name__}, not a single value "
                          "(a JSON file needs one object per row)")
 
 
@@ -181,7 +187,7 @@ def _number(value, row: int, column: str, path: Path) -> float:
     except (TypeError, ValueError):
         number = math.nan
     if isinstance(value, bool) or not math.isfinite(number):
-        raise InputError(f"{path}: row {row}: label {value!r} in column {column!r} is not a number")
+        raise InputError(f"{_at(path, row)}: label {value!r} in column {column!r} is not a number")
     return number
 
 
@@ -203,7 +209,7 @@ def encode_labels(cfg: TaskConfig, ex: Examples, path: Path, implied: list[str] 
         return None
     for i, value in zip(ex.ids, ex.labels):
         if value is None or (isinstance(value, float) and math.isnan(value)):
-            raise InputError(f"{path}: row {i}: missing label in column {column!r}")
+            raise InputError(f"{_at(path, i)}: missing label in column {column!r}")
     if cfg.label_names is not None:
         names = list(cfg.label_names)
     elif implied is not None:
@@ -217,7 +223,7 @@ def encode_labels(cfg: TaskConfig, ex: Examples, path: Path, implied: list[str] 
     for i, value in zip(ex.ids, ex.labels):
         key = _label_key(value)
         if key not in index:
-            raise InputError(f"{path}: row {i}: label {key!r} is not in label_names {names}")
+            raise InputError(f"{_at(path, i)}: label {key!r} is not in label_names {names}")
         encoded.append(float(index[key]))
     if len(names) < 2:
         raise InputError(f"{path}: column {column!r}: the single label {names[0]!r}; classification needs two or more")
