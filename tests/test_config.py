@@ -125,6 +125,13 @@ def test_student_hidden_must_divide_into_heads(tmp_path):
         load_params(_write(tmp_path, text))
 
 
+def test_a_zero_based_mapping_is_refused_in_one_plain_sentence_with_the_value(tmp_path):
+    with pytest.raises(InputError) as excinfo:
+        load_params(_write(tmp_path, "general_distill:\n  mapping: [0, 3, 6, 9]\n"))
+    assert str(excinfo.value).endswith(
+        "general_distill.mapping: mapping lists teacher layers counted from 1 (got [0, 3, 6, 9])")
+
+
 def test_general_distillation_refuses_a_prediction_loss(tmp_path):
     text = "general_distill:\n  weights: {embedding: 1, attention: 1, hidden: 1, prediction: 1}\n"
     with pytest.raises(InputError, match="general distillation never uses the prediction loss"):

@@ -192,7 +192,7 @@ class MatchSettings(Section):
     @classmethod
     def _explicit_mapping_is_one_based(cls, mapping):
         if isinstance(mapping, list) and any(layer < 1 for layer in mapping):
-            raise ValueError(f"mapping lists teacher layers counted from 1, got {mapping}")
+            raise ValueError("mapping lists teacher layers counted from 1")
         return mapping
 
     @field_validator("layer_weights")
@@ -286,7 +286,8 @@ def _format_error(path: Path, err: ValidationError) -> str:
     first = errors[0]
     loc = _field_path(first["loc"])
     where = ".".join(str(p) for p in loc) or "(top level)"
-    messages = [e["msg"] for e in errors if _field_path(e["loc"]) == loc]
+    # pydantic prefixes our validators' own messages with "Value error, ": noise in a one-liner.
+    messages = [e["msg"].removeprefix("Value error, ") for e in errors if _field_path(e["loc"]) == loc]
     value = first.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"
     return f"{path}: {where}: {', or '.join(dict.fromkeys(messages))}{shown}"
