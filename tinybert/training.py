@@ -55,16 +55,17 @@ class BatchSource:
 
     def batch(self, schedule: TrainSchedule, step: int, runtime: Runtime | None = None) -> dict:
         """Global batch ``step`` (or, with several processes, this process's slice of it)."""
-        per_epoch = steps_per_epoch(self.num_examples, schedule.batch_size)
-        epoch, position = divmod(step, per_epoch)
-        indices = self.epoch_batches(schedule, epoch)[position]
+        indices = self.batch_indices(schedule, step)
         return self.collate(runtime.my_share(indices) if runtime else indices)
 
     def share_weight(self, schedule: TrainSchedule, step: int, runtime: Runtime) -> float:
         """This process's weight in global batch ``step`` (:meth:`Runtime.share_weight`)."""
-        per_epoch = steps_per_epoch(self.num_examples, schedule.batch_size)
-        epoch, position = divmod(step, per_epoch)
-        return runtime.share_weight(self.epoch_batches(schedule, epoch)[position])
+        return runtime.share_weight(self.batch_indices(schedule, step))
+
+    def batch_indices(self, schedule: TrainSchedule, step: int) -> list[int]:
+        """The examples of global batch ``step``."""
+        epoch, position = divmod(step, steps_per_epoch(self.num_examples, schedule.batch_size))
+        return self.epoch_batches(schedule, epoch)[position]
 
     def epoch_batches(self, schedule: TrainSchedule, epoch: int) -> list[list[int]]:
         key = (schedule.seed, schedule.batch_size, epoch)
