@@ -16,6 +16,7 @@ from pathlib import Path
 
 import flows  # noqa: F401  (Prefect environment defaults)
 from flows.pipeline import pipeline
+from tasks.stage_tasks import check_flow_inputs
 from tinybert.config import load_params
 from tinybert.errors import one_line_errors
 
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     load_params(Path(args.repo, args.params))  # bad parameters fail here, not at 03:00
+    check_flow_inputs(args.repo, args.params)
     schedule = {"interval": args.interval} if args.interval else {"cron": args.cron}
     pipeline.serve(
         name=args.name,

@@ -13,7 +13,7 @@ import flows  # noqa: F401  (Prefect environment defaults)
 from prefect import flow
 
 from flows.sharded import RUNNERS, run_sharded
-from tasks.stage_tasks import commit_stage, stage_is_up_to_date, stage_task
+from tasks.stage_tasks import check_flow_inputs, commit_stage, stage_is_up_to_date, stage_task
 from tinybert.config import load_params
 from tinybert.errors import one_line_errors
 from tinybert.stages import STAGES
@@ -34,6 +34,7 @@ def pipeline(
     every core, and model loading in transformers is not thread-safe. A sharded stage (augment)
     maps its shards over ``shard_runner`` (threads, processes or dask) as a sub-flow.
     """
+    check_flow_inputs(repo_root, params)
     results = []
     for stage in STAGES:
         if stage.sharded:
@@ -66,6 +67,7 @@ def main() -> None:
     parser.add_argument("--dask-address", default=None, help="an existing Dask scheduler (with --shard-runner dask)")
     args = parser.parse_args()
     load_params(Path(args.repo, args.params))  # bad parameters fail here, before Prefect starts a server
+    check_flow_inputs(args.repo, args.params)
     pipeline(args.repo, args.params, args.force, args.shard_runner, args.shard_workers, args.dask_address)
 
 

@@ -5,6 +5,8 @@ Task runners: ``threads`` (default) and ``processes`` on this machine, ``dask`` 
 
     python -m flows.sharded augment --runner processes --workers 2
     python -m flows.sharded augment --runner dask --dask-address tcp://scheduler:8786
+
+Run from the repository root; like the pipeline flow, it records the stage in dvc.lock.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from prefect import flow, unmapped
 from prefect.futures import as_completed
 
 from tasks.shard_tasks import shard_task
+from tasks.stage_tasks import check_flow_inputs, commit_stage
 from tinybert.config import load_params
 from tinybert.errors import one_line_errors
 from tinybert.sharding import Progress
@@ -75,7 +78,11 @@ def main() -> None:
     parser.add_argument("--dask-address", default=None)
     args = parser.parse_args()
     load_params(args.params)  # bad parameters fail here, before Prefect starts a server
+    check_flow_inputs(".", args.params)
     run_sharded(args.stage, args.params, args.runner, args.workers, args.dask_address)
+    # Recorded as `dvc repro` would: else dvc status calls the stage changed, and the next
+    # repro or pipeline flow would compute every shard again for the same bytes.
+    commit_stage(Path.cwd(), args.stage)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from prefect.states import Completed
 
+from tinybert.errors import InputError
+from tinybert.runtime import PROCESSES_ENV
 from tinybert.stages import BY_NAME, run_stage
 
 
@@ -18,6 +20,23 @@ def stage_is_up_to_date(repo_root: Path, name: str) -> bool:
 
     with Repo(str(repo_root)) as repo:
         return not repo.status(targets=[name])
+
+
+def check_flow_inputs(repo_root: str | Path, params: str) -> None:
+    """Refuse what the flow would record wrongly in dvc.lock, before any stage runs.
+
+    The flow records each stage it runs with ``dvc commit``, and DVC reads the parameters from
+    params.yaml: stages run on another file would be recorded with params.yaml's values, and a
+    later edit of that file would go unseen. The flow also runs stages in its own process, so
+    it cannot give a stage the several processes that the CLI launches for TINYBERT_PROCESSES."""
+    root = Path(repo_root).resolve()
+    if (root / params).resolve() != root / "params.yaml":
+        raise InputError(f"params {params}: the flow records its runs in dvc.lock, which tracks params.yaml only; "
+                         f"copy {params} to params.yaml, or change values with `dvc exp run -S`")
+    processes = os.environ.get(PROCESSES_ENV, "").strip()
+    if processes not in ("", "1"):
+        raise InputError(f"{PROCESSES_ENV}={processes}: the flow trains in its own, single process; run several "
+                         f"with `dvc repro` or `tinybert STAGE`, which launch them, or unset {PROCESSES_ENV}")
 
 
 def commit_stage(repo_root: Path, name: str) -> None:

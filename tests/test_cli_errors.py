@@ -125,3 +125,21 @@ def test_the_prefect_entry_points_refuse_bad_parameters_in_one_line_too(tmp_path
     result = subprocess.run([sys.executable, "-m", *entry_point, "--params", "missing.yaml"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=300)
     assert_one_line_error(result, "missing.yaml: parameters file not found")
+
+
+@pytest.mark.parametrize("entry_point", [["flows.pipeline"], ["flows.sharded", "augment"], ["flows.deploy"]])
+@pytest.mark.parametrize("params_file, processes, needle", [
+    ("other.yaml", None, "dvc.lock, which tracks params.yaml only"),
+    ("params.yaml", "2", "TINYBERT_PROCESSES=2: the flow trains in its own, single process"),
+])
+def test_the_flows_refuse_what_they_would_record_wrongly_in_dvc_lock(tmp_path, entry_point, params_file, processes,
+                                                                       needle):
+    for name in ("params.yaml", "other.yaml"):
+        (tmp_path / name).write_text(yaml.safe_dump(TINY))
+    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
+    env.pop("TINYBERT_PROCESSES", None)
+    if processes:
+        env["TINYBERT_PROCESSES"] = processes
+    result = subprocess.run([sys.executable, "-m", *entry_point, "--params", params_file], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert_one_line_error(result, needle)

@@ -104,3 +104,26 @@ def test_a_digest_leaves_out_hidden_download_metadata_and_keeps_sidecar_files(tm
     before = content_sha256(vectors)
     (tmp_path / "vectors.kv.vectors.npy").write_bytes(b"other array")
     assert content_sha256(vectors) != before
+
+
+def test_outputs_get_the_permissions_of_a_plain_mkdir_and_open_not_private_temporary_ones(tmp_path):
+    import os
+    import stat
+
+    from tinybert.io import atomic_dir, atomic_file
+
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "weights.bin").write_bytes(b"x")
+        os.chmod(tmp / "sub" / "weights.bin", 0o600)  # as safetensors leaves its file
+    with atomic_file(tmp_path / "one.json") as tmp:
+        tmp.write_text("{}")
+    (tmp_path / "plain_dir").mkdir()
+    (tmp_path / "plain_file").write_text("")
+
+    def mode(path):
+        return stat.S_IMODE(path.stat().st_mode)
+
+    dir_mode, file_mode = mode(tmp_path / "plain_dir"), mode(tmp_path / "plain_file")
+    assert mode(tmp_path / "out") == mode(tmp_path / "out" / "sub") == dir_mode
+    assert mode(tmp_path / "out" / "sub" / "weights.bin") == mode(tmp_path / "one.json") == file_mode

@@ -54,6 +54,12 @@ def test_loss_log_is_written_as_csv_with_every_column(tmp_path):
     assert (tmp_path / "log.csv").read_text().splitlines() == ["step,loss,lr,hidden_loss", "1,0.5,0.0001,", "2,0.25,0.0001,0.1"]
 
 
+def test_loss_log_writes_steps_past_a_million_exactly(tmp_path):
+    write_log([{"step": n, "loss": 0.5, "lr": 1e-4} for n in (999_999, 1_000_000, 1_000_001, 1_234_567)], tmp_path / "log.csv")
+    steps = [line.split(",")[0] for line in (tmp_path / "log.csv").read_text().splitlines()[1:]]
+    assert steps == ["999999", "1000000", "1000001", "1234567"]
+
+
 def test_length_grouped_batches_cover_every_example_once_per_epoch_with_little_padding():
     lengths = [(i * 37) % 50 + 1 for i in range(1000)]
     source = BatchSource(1000, lambda idx: idx, lengths)

@@ -7,6 +7,7 @@ stage would read it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import hashlib
 import json
@@ -39,6 +40,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     try:
+        _apply_umask(tmp)
         _replace_dir(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already unless the replacement failed
@@ -75,7 +77,29 @@ def atomic_file(final: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    _apply_umask(tmp)
     os.replace(tmp, final)
+
+
+def _apply_umask(path: Path) -> None:
+    """Give ``path`` (and, for a folder, all below it) the permissions a plain ``open`` or
+    ``mkdir`` would: ``mkdtemp``/``mkstemp`` make them private (0700/0600), and some writers
+    (safetensors) do too, which locks other users of a shared DVC cache or container out."""
+    mask = _umask()
+    for item in [path, *(path.rglob("*") if path.is_dir() else ())]:
+        if not item.is_symlink():
+            os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~mask)
+
+
+@functools.cache
+def _umask() -> int:
+    # Read, not set-and-restore: os.umask would briefly change it for every thread of the process.
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/self/status") as status:
+            return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

@@ -176,7 +176,10 @@ def train(
 
     state_path = Path(checkpoint_to) / CHECKPOINT_FILE
     if state_path.is_file():
-        state = torch.load(state_path, weights_only=False, map_location=runtime.device)
+        # On the CPU: the modules and the optimizer move what they load to their parameters'
+        # device, except AdamW's step counters, which must stay CPU scalars (on a GPU each would
+        # cost two host syncs per parameter per step for the rest of the run).
+        state = torch.load(state_path, weights_only=False, map_location="cpu")
         for key, module in modules.items():
             module.load_state_dict(state["modules"][key])
         optimizer.load_state_dict(state["optimizer"])
@@ -313,5 +316,12 @@ def write_log(log: list[dict], path: Path) -> None:
     """The loss curve as CSV (DVC plots read it): step, loss, lr and any loss parts."""
     columns = list(dict.fromkeys(key for row in log for key in row))
     lines = [",".join(columns)]
-    lines += [",".join("" if row.get(c) is None else f"{row[c]:.6g}" for c in columns) for row in log]
+    lines += [",".join(_csv_number(row.get(c)) for c in columns) for row in log]
     Path(path).write_text("\n".join(lines) + "\n")
+
+
+def _csv_number(value) -> str:
+    # Steps are integers: "%g" would write step 1,000,001 as 1e+06, and a GLUE-sized run has more.
+    if value is None:
+        return ""
+    return str(value) if isinstance(value, int) else f"{value:.6g}"

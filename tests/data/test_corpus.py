@@ -141,6 +141,10 @@ def test_text_folder_reads_its_txt_files_in_name_order(tmp_path, tok):
     (folder / "a.txt").write_text("Document from file a, long enough.")
     (folder / "sub" / "c.txt").write_text("Document from nested file c, long enough.")
     (folder / "notes.md").write_text("Not a text document and never read.")
+    # Tools' hidden copies are not documents: a notebook's checkpoint, macOS's resource fork.
+    (folder / ".ipynb_checkpoints").mkdir()
+    (folder / ".ipynb_checkpoints" / "a-checkpoint.txt").write_text("Document from file a, long enough.")
+    (folder / "._a.txt").write_bytes(b"\x00\x05\x16\x07\xff\xfe not text")
     manifest, table = build(tmp_path, folder)
     assert manifest["format"] == "text"
     assert list(decoded_docs(table, tok).values()) == [
@@ -348,6 +352,16 @@ def test_corrupt_dump_names_the_file(tmp_path):
     with pytest.raises(InputError) as excinfo:
         build(tmp_path, src)
     assert_input_error(excinfo, "bad.xml.bz2")
+
+
+@pytest.mark.parametrize("xml", [b"<mediawiki><page><title>T</title></page></mediawiki>",
+                                 b"<?xml version='1.0'?><pages><page><title>T</title></page></pages>"])
+def test_xml_that_is_not_a_mediawiki_export_is_a_one_line_error(tmp_path, xml):
+    src = tmp_path / "export.xml"
+    src.write_bytes(xml)
+    with pytest.raises(InputError) as excinfo:
+        build(tmp_path, src)
+    assert_input_error(excinfo, "export.xml", "MediaWiki")
 
 
 def test_text_is_read_line_by_line_with_the_documents_a_whole_file_split_at_blank_lines_gives(tmp_path):

@@ -260,6 +260,26 @@ def test_missing_classification_label_names_the_row(tmp_path):
     fails(tmp_path, src, "data row 2:", "missing label")
 
 
+@pytest.mark.parametrize("marker", ["NA", "N/A", "null"])
+def test_a_missing_value_marker_in_the_label_column_is_a_missing_label_not_one_more_class(tmp_path, marker):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], [["a", 0], ["b", marker], ["c", 1]])
+    fails(tmp_path, src, "data row 2:", "missing label", repr(marker))
+
+
+def test_a_label_named_like_a_missing_value_is_a_class_when_label_names_lists_it(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], sentiment_rows(6) + [["no idea", "NA"]])
+    info, _ = build(tmp_path, src, label_names=["neg", "pos", "NA"])
+    assert info["label_names"] == ["neg", "pos", "NA"]
+
+
+def test_a_file_name_with_glob_characters_is_that_file_not_a_pattern(tmp_path):
+    write_csv(tmp_path / "reviews1.csv", ["text", "label"], [["the wrong file", "x"], ["also wrong", "y"]] * 3)
+    src = write_csv(tmp_path / "reviews[1].csv", ["text", "label"], sentiment_rows(6))
+    _, splits = build(tmp_path, src)
+    texts = [row["text"] for rows in splits.values() for row in rows]
+    assert texts and not any("wrong" in text for text in texts)
+
+
 def test_non_numeric_regression_label_names_the_value_and_the_row(tmp_path):
     src = write_csv(tmp_path / "d.csv", ["text", "label"], [["a", 0.5], ["b", "high"], ["c", 1.5]])
     fails(tmp_path, src, "'high'", "data row 2:", "not a number", task_type="regression", metric="pearson")

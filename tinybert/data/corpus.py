@@ -102,7 +102,10 @@ def source_sha256(path: Path) -> str:
 
 
 def _text_files(folder: Path) -> list[Path]:
-    files = sorted(p for p in folder.rglob("*.txt") if p.is_file())
+    # Hidden files and folders are tools' copies (.ipynb_checkpoints/, macOS's ._name), not
+    # documents: reading them would double documents or stop on their bytes.
+    files = sorted(p for p in folder.rglob("*.txt")
+                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     if not files:
         raise InputError(f"{folder}: folder holds no .txt files")
     return files
@@ -243,7 +246,8 @@ def read_wiki_dump(path: Path) -> Iterator[str]:
                 doc = _BOLD_ITALIC.sub("", _HEADING.sub("", filter_wiki(text)))
                 if len(doc.split()) >= DUMP_MIN_WORDS:
                     yield doc
-    except (OSError, EOFError, SyntaxError) as err:  # ElementTree.ParseError is a SyntaxError
+    # ElementTree.ParseError is a SyntaxError; gensim raises ValueError for XML that is not MediaWiki's.
+    except (OSError, EOFError, SyntaxError, ValueError) as err:
         raise InputError(f"{path}: not a readable MediaWiki dump: {first_line(err)}") from None
 
 

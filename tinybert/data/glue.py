@@ -97,7 +97,7 @@ def read_glue_file(path: Path, task: GlueTask) -> tuple[list[int], list[str], li
         if len(fields) < need:
             skipped += 1
             continue
-        rows.append(number)
+        rows.append(number - start)  # the data row, from 0, as for the other formats
         texts.append(fields[columns[0]])
         if columns[1] is not None:
             texts_b.append(fields[columns[1]])

@@ -11,6 +11,7 @@ with :data:`SCHEMA`, each sorted by ``id`` (the row's 0-based position in the so
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import math
 import tempfile
@@ -90,7 +91,8 @@ def load_columns(path: Path, fmt: str, text_columns: tuple[str, ...] = ()) -> tu
     # A throw-away cache: the stage's only output is out_dir, and a stale cache can never win.
     with tempfile.TemporaryDirectory(prefix="tinybert-task-") as cache:
         try:
-            ds = load_dataset(builder, data_files=str(path), split="train", cache_dir=cache,
+            # data_files is a glob pattern: "reviews[1].csv" would match reviews1.csv instead.
+            ds = load_dataset(builder, data_files=glob.escape(str(path)), split="train", cache_dir=cache,
                               keep_in_memory=True, **kwargs)
         except (datasets.exceptions.DatasetGenerationError, ValueError, OSError) as err:
             cause = err.__cause__ or err  # datasets wraps the parser's own, clearer error
@@ -199,6 +201,11 @@ def _label_key(value) -> str:
     return str(value)
 
 
+# How spreadsheets and R write a missing value. Texts keep them ("NA" can be a sentence); a label
+# column holding one is missing a label, not showing one more class.
+MISSING_MARKERS = frozenset({"NA", "N/A", "#N/A", "NaN", "nan", "NULL", "null"})
+
+
 def encode_labels(cfg: TaskConfig, ex: Examples, path: Path, implied: list[str] | None) -> list[str] | None:
     """Replace ``ex.labels`` by floats (class ids or values); return the label names."""
     column = ex.label_column
@@ -210,6 +217,9 @@ def encode_labels(cfg: TaskConfig, ex: Examples, path: Path, implied: list[str] 
     for i, value in zip(ex.ids, ex.labels):
         if value is None or (isinstance(value, float) and math.isnan(value)):
             raise InputError(f"{_at(path, i)}: missing label in column {column!r}")
+        if isinstance(value, str) and value.strip() in MISSING_MARKERS and value.strip() not in (cfg.label_names or ()):
+            raise InputError(f"{_at(path, i)}: missing label in column {column!r} ({value!r}; if it is a class, "
+                             "list it in task.label_names)")
     if cfg.label_names is not None:
         names = list(cfg.label_names)
     elif implied is not None:
