@@ -39,6 +39,22 @@ def check_flow_inputs(repo_root: str | Path, params: str) -> None:
                          f"with `dvc repro` or `tinybert STAGE`, which launch them, or unset {PROCESSES_ENV}")
 
 
+def restore_from_run_cache(repo_root: Path, name: str) -> bool:
+    """Check out the outputs DVC's run cache holds for the stage's current data, parameters and
+    code, as `dvc repro` does before it runs a stage (a parameter set back to an earlier value
+    costs nothing). False when there are none."""
+    from dvc.repo import Repo
+    from dvc.stage.cache import RunCacheNotFoundError
+
+    with Repo(str(repo_root)) as repo, repo.lock:
+        (stage,) = repo.stage.collect(name)
+        try:
+            repo.stage_cache.restore(stage)
+        except RunCacheNotFoundError:
+            return False
+    return True
+
+
 def commit_stage(repo_root: Path, name: str) -> None:
     from dvc.repo import Repo
 
@@ -55,6 +71,10 @@ def run_stage_task(name: str, repo_root: str = ".", params: str = "params.yaml",
     if not force and stage_is_up_to_date(root, name):
         logger.info("stage %s is up to date (dvc status): skipped", name)
         return Completed(message=f"{name}: up to date", name="Cached")
+    if not force and restore_from_run_cache(root, name):
+        commit_stage(root, name)
+        logger.info("stage %s restored from DVC's run cache (an earlier run with the same inputs); recorded in dvc.lock", name)
+        return Completed(message=f"{name}: restored from run cache", name="Cached")
     if Path.cwd().resolve() != root:
         # Stage paths (and relative paths in params.yaml) are relative to the repository root,
         # as under `dvc repro`; the flow runs stages one at a time, so changing directory is safe.

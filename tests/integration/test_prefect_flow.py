@@ -102,3 +102,20 @@ def test_flow_run_again_skips_every_stage_as_up_to_date(flow_repo):
         else:
             assert f"Task run '{stage.name}' - Finished in state Cached" in log
     assert "shard-0" not in log
+
+
+def test_a_parameter_set_back_restores_the_earlier_run_from_dvcs_run_cache_as_dvc_repro_does(flow_repo):
+    def set_repeats(value):
+        params = yaml.safe_load((flow_repo / "params.yaml").read_text())
+        params["evaluate"]["throughput_repeats"] = value
+        (flow_repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    before = (flow_repo / "data/evaluation/metrics.json").read_bytes()  # holds a measured throughput
+    set_repeats(2)
+    changed = run(flow_repo, "python", "-m", "flows.pipeline")
+    assert "Task run 'evaluate' - Finished in state Completed" in changed.stdout + changed.stderr
+    set_repeats(1)
+    back = run(flow_repo, "python", "-m", "flows.pipeline")
+    assert "stage evaluate restored from DVC's run cache" in back.stdout + back.stderr
+    assert (flow_repo / "data/evaluation/metrics.json").read_bytes() == before  # not measured again
+    assert "up to date" in run(flow_repo, "dvc", "status").stdout
