@@ -11,6 +11,7 @@ Run from the repository root; like the pipeline flow, it records the stage in dv
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import flows  # noqa: F401  (Prefect environment defaults)
@@ -50,8 +51,11 @@ def sharded_stage(name: str, params: str = "params.yaml") -> int:
     """Run sharded stage ``name``: every missing shard as one task, then the output folder."""
     stage = BY_NAME[name]
     args = stage.arguments(load_params(params))
-    deps = {k: Path(v) for k, v in stage.deps.items()}
+    # Absolute paths: the job is pickled to the workers, and those of a Dask cluster started
+    # elsewhere resolve relative paths against their own working folder.
+    deps = {k: Path(v).resolve() for k, v in stage.deps.items()}
     job = stage.module.plan(*args, **deps)
+    job = dataclasses.replace(job, work_dir=job.work_dir.resolve())
     progress = Progress(name, len(job.shards), sum(s.stop - s.start for s in job.shards), "rows")
     futures = shard_task.map(unmapped(job), list(job.shards))
     shard_of = {future.task_run_id: shard for future, shard in zip(futures, job.shards)}

@@ -41,6 +41,10 @@ real = stage.augment_shard
 
 
 def fails_once(job, shard):
+    # What a worker of a cluster started elsewhere gets: absolute paths, or it reads its own folder.
+    paths = [job.work_dir, *(p for p in job.context if isinstance(p, Path))]
+    if not all(p.is_absolute() for p in paths):
+        Path("relative-paths").write_text(repr(paths))
     marker = Path(f"failed-once-{shard.index}")
     if not marker.exists():
         marker.touch()
@@ -58,6 +62,7 @@ def test_a_shard_that_fails_is_retried_and_the_output_is_still_complete(shard_re
     shutil.rmtree(shard_repo / "data/augmented", ignore_errors=True)
     (shard_repo / "flaky.py").write_text(FLAKY_DRIVER)
     result = run(shard_repo, "python", "flaky.py")
+    assert not (shard_repo / "relative-paths").exists(), (shard_repo / "relative-paths").read_text()
     assert len(list(shard_repo.glob("failed-once-*"))) == 4  # every shard failed once...
     assert "Retry 1/2" in result.stderr + result.stdout
     assert files(shard_repo / "data/augmented") == files(built_repo / "data/augmented")  # ...and was redone
