@@ -280,6 +280,23 @@ def test_a_file_name_with_glob_characters_is_that_file_not_a_pattern(tmp_path):
     assert texts and not any("wrong" in text for text in texts)
 
 
+def test_a_csv_is_not_typed_from_its_first_rows_alone(tmp_path):
+    # The reader types columns from chunks of 10,000 rows: a float score, or a note in an unused
+    # column, after that many rows must not fail the file.
+    rows = [[f"sentence {i}", str(i % 5), "checked" if i > 11_000 else ""] for i in range(12_000)]
+    rows[10_500][1] = "2.5"
+    src = write_csv(tmp_path / "big.csv", ["text", "score", "notes"], rows)
+    info, splits = build(tmp_path, src, label_column="score", task_type="regression", metric="pearson")
+    labels = sorted(row["label"] for rows in splits.values() for row in rows)
+    assert len(labels) == 12_000 and 2.5 in labels
+
+
+def test_numeric_class_labels_from_a_csv_sort_as_numbers(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], [[f"sentence {i}", i % 12] for i in range(48)])
+    info, _ = build(tmp_path, src)
+    assert info["label_names"] == [str(k) for k in range(12)]  # not 0, 1, 10, 11, 2, ...
+
+
 def test_non_numeric_regression_label_names_the_value_and_the_row(tmp_path):
     src = write_csv(tmp_path / "d.csv", ["text", "label"], [["a", 0.5], ["b", "high"], ["c", 1.5]])
     fails(tmp_path, src, "'high'", "data row 2:", "not a number", task_type="regression", metric="pearson")

@@ -84,7 +84,14 @@ def load_columns(path: Path, fmt: str, text_columns: tuple[str, ...] = ()) -> tu
         if fmt != "csv":
             # Tab-separated sentences carry stray quotes (e.g. 9" TV); quoting would swallow rows.
             kwargs.update(delimiter="\t", quoting=3)
-        _check_header(path, "," if fmt == "csv" else "\t")
+        header = _check_header(path, "," if fmt == "csv" else "\t")
+        if fmt != "movie-reviews":
+            # Every column as its text: the reader types a column from its first 10,000 rows, so
+            # a score of 2.5 after 10,000 integers, or any value late in an unused, mostly empty
+            # column, would fail the whole file. Labels are parsed here (numbers sort as numbers).
+            names = [name or f"Unnamed: {i}" for i, name in enumerate(header)]  # pandas' names for blank ones
+            del kwargs["converters"]  # the string type keeps "007" as written, too
+            kwargs["features"] = datasets.Features({name: datasets.Value("string") for name in names})
         builder = "csv"
     else:
         kwargs, builder = {}, fmt
@@ -100,8 +107,9 @@ def load_columns(path: Path, fmt: str, text_columns: tuple[str, ...] = ()) -> tu
         return ds.to_dict(), dict(ds.features)
 
 
-def _check_header(path: Path, delimiter: str) -> None:
-    """Duplicate column names: pandas would rename the second one ``name.1`` and we would read the first."""
+def _check_header(path: Path, delimiter: str) -> list[str]:
+    """The header's column names, refusing duplicates: pandas would rename the second one
+    ``name.1`` and we would read the first."""
     import csv
 
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
@@ -109,11 +117,12 @@ def _check_header(path: Path, delimiter: str) -> None:
         try:
             header = next(csv.reader(fh, delimiter=delimiter, quoting=quoting), [])
         except csv.Error:
-            return  # a malformed header: pandas names the problem when it reads the file
+            return []  # a malformed header: pandas names the problem when it reads the file
     # Empty names (a spreadsheet's trailing commas) are fine: pandas calls them "Unnamed: N".
     repeated = sorted({name for name in header if name and header.count(name) > 1})
     if repeated:
         raise InputError(f"{path}: column name(s) {', '.join(map(repr, repeated))} appear more than once in the header")
+    return header
 
 
 def _at(path: Path, row: int) -> str:
@@ -194,6 +203,18 @@ def _number(value, row: int, column: str, path: Path) -> float:
 
 
 # ----------------------------------------------------------------------------------- labels
+def _is_number(value) -> bool:
+    """An int or float, or (CSV/TSV, read as text) a string that reads as a finite one."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    try:
+        return isinstance(value, str) and math.isfinite(float(value))
+    except ValueError:
+        return False
+
+
 def _label_key(value) -> str:
     # CSV readers turn an int column with gaps into floats: 1.0 must still be the class "1".
     if isinstance(value, float) and value.is_integer():
@@ -226,7 +247,7 @@ def encode_labels(cfg: TaskConfig, ex: Examples, path: Path, implied: list[str] 
         names = implied
     else:
         distinct = {_label_key(v): v for v in ex.labels}
-        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in distinct.values())
+        numeric = all(_is_number(v) for v in distinct.values())
         names = sorted(distinct, key=(lambda k: float(k)) if numeric else None)
     index = {name: k for k, name in enumerate(names)}
     encoded = []
