@@ -280,6 +280,11 @@ def test_a_file_name_with_glob_characters_is_that_file_not_a_pattern(tmp_path):
     assert texts and not any("wrong" in text for text in texts)
 
 
+def test_a_csv_with_a_header_and_no_rows_says_so(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], [])
+    fails(tmp_path, src, "d.csv: no data rows")
+
+
 def test_a_csv_is_not_typed_from_its_first_rows_alone(tmp_path):
     # The reader types columns from chunks of 10,000 rows: a float score, or a note in an unused
     # column, after that many rows must not fail the file.

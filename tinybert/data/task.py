@@ -102,6 +102,8 @@ def load_columns(path: Path, fmt: str, text_columns: tuple[str, ...] = ()) -> tu
             ds = load_dataset(builder, data_files=glob.escape(str(path)), split="train", cache_dir=cache,
                               keep_in_memory=True, **kwargs)
         except (datasets.exceptions.DatasetGenerationError, ValueError, OSError) as err:
+            if "corresponds to no data" in str(err):  # datasets' words for a file of no rows
+                raise InputError(f"{path}: no data rows (a header at most)") from None
             cause = err.__cause__ or err  # datasets wraps the parser's own, clearer error
             raise InputError(f"{path}: cannot read as {fmt}: {first_line(cause)}") from None
         return ds.to_dict(), dict(ds.features)
