@@ -99,7 +99,7 @@ def test_embedded_summaries_stream_as_json_loads_reads_them():
     from tinybert.assets import resolve
     src = resolve("embedded:wikipedia-summaries")
     whole = json.loads(src.read_text(encoding="utf-8"))
-    expected = [t for t in (v.get("extract", v.get("text")) for v in whole.values()) if t is not None]
+    expected = [t for t in (v.get("extract") or v.get("text") for v in whole.values()) if t is not None]
     assert list(corpus.read_wiki_json(src)) == expected
 
 
@@ -408,3 +408,12 @@ def test_a_bad_json_line_names_the_file_and_the_line(tmp_path):
     src.write_text('{"text": "fine"}\n[1, 2]\n')
     with pytest.raises(InputError, match=r"pages.jsonl: line 2 is neither a string nor an object"):
         list(corpus.read_jsonl(src))
+    src.write_text('{"text": "fine"}\n{"body": "another field name drops every document"}\n')
+    with pytest.raises(InputError, match=r"pages.jsonl: line 2 is neither a string nor an object with 'extract' or 'text'"):
+        list(corpus.read_jsonl(src))
+
+
+def test_a_null_extract_falls_back_to_the_text_and_a_null_text_is_a_missing_page(tmp_path):
+    src = tmp_path / "pages.jsonl"
+    src.write_text('{"extract": null, "text": "the text field holds it."}\n{"extract": null}\n{"text": null}\n')
+    assert list(corpus.read_jsonl(src)) == ["the text field holds it."]

@@ -195,14 +195,15 @@ _NOT_AN_ENTRY = object()
 
 
 def _entry_text(value) -> str | None | object:
-    """A document's text; None for an object without one (a summary of a missing page, not an
-    error); ``_NOT_AN_ENTRY`` for anything else."""
+    """A document's text; None for an object whose 'extract' or 'text' is null (a summary of a
+    missing page, not an error); ``_NOT_AN_ENTRY`` for anything else, an object with neither
+    key included (other field names would otherwise drop every document without a word)."""
     if isinstance(value, str):
         return value
-    if isinstance(value, dict):
-        text = value.get("extract", value.get("text"))
-        if isinstance(text, str) or text is None:
-            return text
+    if isinstance(value, dict) and ("extract" in value or "text" in value):
+        texts = [value.get(key) for key in ("extract", "text")]
+        if all(isinstance(t, str) or t is None for t in texts):
+            return next((t for t in texts if t is not None), None)
     return _NOT_AN_ENTRY
 
 
