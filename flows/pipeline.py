@@ -13,8 +13,7 @@ import flows  # noqa: F401  (Prefect environment defaults)
 from prefect import flow
 
 from flows.sharded import RUNNERS, run_sharded
-from tasks.stage_tasks import (check_flow_inputs, commit_stage, restore_from_run_cache, stage_is_up_to_date,
-                               stage_task)
+from tasks.stage_tasks import check_flow_inputs, commit_stage, reuse_earlier_run, stage_task
 from tinybert.config import load_params
 from tinybert.errors import one_line_errors
 from tinybert.stages import STAGES
@@ -48,12 +47,9 @@ def pipeline(
 
 def _sharded(name, repo_root, params, force, runner, workers, dask_address) -> str:
     root = Path(repo_root).resolve()
-    if not force and stage_is_up_to_date(root, name):
-        print(f"stage {name} is up to date (dvc status): skipped")
-        return "Cached"
-    if not force and restore_from_run_cache(root, name):
-        commit_stage(root, name)
-        print(f"stage {name} restored from DVC's run cache (an earlier run with the same inputs)")
+    reused = None if force else reuse_earlier_run(root, name)
+    if reused:
+        print(f"stage {name} {reused}")
         return "Cached"
     os.chdir(root)  # stage paths are relative to the repository root, as under `dvc repro`
     shards = run_sharded(name, params, runner, workers, dask_address)

@@ -62,19 +62,28 @@ def commit_stage(repo_root: Path, name: str) -> None:
         repo.commit(name, force=True)
 
 
+def reuse_earlier_run(repo_root: Path, name: str) -> str | None:
+    """Why stage ``name`` need not run, as `dvc repro` decides it: its outputs are up to date,
+    or DVC's run cache holds them for its current inputs (checked out and recorded in
+    dvc.lock here). None when it must run."""
+    if stage_is_up_to_date(repo_root, name):
+        return "is up to date (dvc status): skipped"
+    if restore_from_run_cache(repo_root, name):
+        commit_stage(repo_root, name)
+        return "restored from DVC's run cache (an earlier run with the same inputs); recorded in dvc.lock"
+    return None
+
+
 # DVC's content hashes are the cache key (data, parameters and code); Prefect's own result
 # cache would key on the task's arguments and miss a changed input file.
 @task(cache_policy=NO_CACHE, retry_delay_seconds=10, log_prints=True)
 def run_stage_task(name: str, repo_root: str = ".", params: str = "params.yaml", force: bool = False):
     logger = get_run_logger()
     root = Path(repo_root).resolve()
-    if not force and stage_is_up_to_date(root, name):
-        logger.info("stage %s is up to date (dvc status): skipped", name)
-        return Completed(message=f"{name}: up to date", name="Cached")
-    if not force and restore_from_run_cache(root, name):
-        commit_stage(root, name)
-        logger.info("stage %s restored from DVC's run cache (an earlier run with the same inputs); recorded in dvc.lock", name)
-        return Completed(message=f"{name}: restored from run cache", name="Cached")
+    reused = None if force else reuse_earlier_run(root, name)
+    if reused:
+        logger.info("stage %s %s", name, reused)
+        return Completed(message=f"{name}: {reused}", name="Cached")
     if Path.cwd().resolve() != root:
         # Stage paths (and relative paths in params.yaml) are relative to the repository root,
         # as under `dvc repro`; the flow runs stages one at a time, so changing directory is safe.
