@@ -204,3 +204,41 @@ def test_a_regression_task_distils_the_single_logit_with_mse(padded_batch):
     # what the classification loss would give: nothing to learn from one logit
     classification, _ = DistillationObjective(matches, 8, 24, student_heads=4, teacher_heads=4)(s, t)
     assert classification.item() == pytest.approx(0.0, abs=1e-6)
+
+
+def _intermediate_objective(shared=True, student_hidden=8, teacher_hidden=24, seed=0):
+    torch.manual_seed(seed)
+    matches = build_matches("uniform", 2, 4, LossWeights(), intermediate=True, prediction=False)
+    return DistillationObjective(matches, student_hidden, teacher_hidden, student_heads=4, teacher_heads=4,
+                                 shared_projection=shared)
+
+
+@pytest.mark.parametrize("saved_shared,loaded_shared", [(True, True), (True, False), (False, True), (False, False)])
+def test_projections_carry_over_from_general_to_task_distillation_whatever_each_stage_shares(saved_shared, loaded_shared):
+    general = _intermediate_objective(shared=saved_shared, seed=1)
+    task = _intermediate_objective(shared=loaded_shared, seed=2)
+    assert not torch.equal(task.hidden_proj.weight, general.hidden_proj.weight)
+    task.start_projections_from(general.projection_tensors())
+    for proj in ("hidden_proj", "embedding_proj"):
+        for name in ("weight", "bias"):
+            expected = getattr(getattr(general, "hidden_proj" if loaded_shared else proj), name)
+            assert torch.equal(getattr(getattr(task, proj), name), expected)
+    assert (task.embedding_proj is task.hidden_proj) == loaded_shared
+
+
+def test_saved_projections_are_copies_that_later_training_does_not_change():
+    general = _intermediate_objective()
+    saved = general.projection_tensors()
+    with torch.no_grad():
+        general.hidden_proj.weight.add_(1.0)
+    assert not torch.equal(saved["hidden.weight"], general.hidden_proj.weight)
+    assert saved["hidden.weight"].data_ptr() != saved["embedding.weight"].data_ptr()  # safetensors refuses shared storage
+
+
+def test_projections_of_another_width_are_named_and_refused():
+    saved = _intermediate_objective(teacher_hidden=24).projection_tensors()
+    task = _intermediate_objective(teacher_hidden=32)
+    assert task.projection_mismatch(saved) == "hidden.weight is (24, 8), this stage needs (32, 8)"
+    with pytest.raises(ValueError, match="hidden.weight"):
+        task.start_projections_from(saved)
+    assert task.projection_mismatch({}) == "no hidden.weight"

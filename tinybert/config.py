@@ -245,6 +245,9 @@ class GeneralDistillConfig(MatchSettings):
 class TaskDistillConfig(MatchSettings):
     # Ablation switches (paper, Table 6): each turns one component off.
     general_student: bool = True  # False: "w/o GD", a randomly initialised student of the same shape
+    # Reference: W_e / W_h start from general distillation's (saved beside the general student);
+    # False: fresh projections. Ignored without a general student.
+    general_projections: bool = True
     distillation: bool = True  # False: "w/o TD", the student is fine-tuned on the labels instead
     augmented_data: bool = True  # False: "w/o DA", the original training rows only
     one_step: bool = False  # True: all losses in one step (schedule: intermediate), not the reference's two

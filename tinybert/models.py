@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
+from safetensors.torch import save_file
 from transformers import (
     AutoTokenizer,
     BertConfig,
@@ -170,9 +171,11 @@ def save_model(model, tokenizer, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
-def publish_trained_model(out_dir: Path, model, tokenizer, logs: dict[str, list[dict]], report: dict, checkpoints: Path) -> None:
+def publish_trained_model(out_dir: Path, model, tokenizer, logs: dict[str, list[dict]], report: dict, checkpoints: Path,
+                          *, tensor_files: dict[str, dict] | None = None) -> None:
     """A training stage's output, written atomically: the model folder, one loss-curve CSV per
-    log (``NAME.csv``) and ``training.json``; then the now useless resumable checkpoints go.
+    log (``NAME.csv``), ``training.json`` and each of ``tensor_files`` (file name -> tensors, in
+    safetensors); then the now useless resumable checkpoints go.
     With several processes only process 0 writes: they all hold the same weights."""
     from tinybert.runtime import is_main_process
 
@@ -186,4 +189,6 @@ def publish_trained_model(out_dir: Path, model, tokenizer, logs: dict[str, list[
         for name, log in logs.items():
             write_log(log, tmp / f"{name}.csv")
         write_json(tmp / "training.json", report)
+        for name, tensors in (tensor_files or {}).items():
+            save_file(tensors, tmp / name)
     shutil.rmtree(checkpoints, ignore_errors=True)

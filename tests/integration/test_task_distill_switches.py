@@ -14,14 +14,17 @@ pytestmark = pytest.mark.slow
 INPUTS = ("data/task", "data/augmented", "data/teacher", "data/general_student", "data/teacher_logits")
 
 
-def distill_with(built_repo, tmp_path, extra_env=None, **switches) -> dict:
+def distill_with(built_repo, tmp_path, extra_env=None, without=(), **switches) -> dict:
+    """task-distill on copies of the built repo's inputs, minus the files in ``without``."""
     for folder in INPUTS:
         shutil.copytree(built_repo / folder, tmp_path / folder)
+    for name in without:
+        (tmp_path / name).unlink()
     params = yaml.safe_load((built_repo / "params.yaml").read_text())
     params["task_distill"].update(switches)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    run(tmp_path, "tinybert", "task-distill", extra_env=extra_env)
-    return json.loads((tmp_path / "data/student/training.json").read_text())
+    result = run(tmp_path, "tinybert", "task-distill", extra_env=extra_env)
+    return {**json.loads((tmp_path / "data/student/training.json").read_text()), "stderr": result.stderr}
 
 
 def augmented_rows(built_repo) -> tuple[int, int]:
@@ -31,8 +34,10 @@ def augmented_rows(built_repo) -> tuple[int, int]:
 
 def test_default_runs_the_reference_two_steps_on_the_augmented_set(built_repo, tmp_path):
     report = distill_with(built_repo, tmp_path)
-    assert set(report) == {"training_rows", "max_seq_len", "student_init", "intermediate_steps", "prediction_steps"}
+    assert set(report) == {"training_rows", "max_seq_len", "student_init", "projections_init", "intermediate_steps",
+                           "prediction_steps", "stderr"}
     assert report["student_init"] == "general"
+    assert report["projections_init"] == "general"  # the reference's W_h carries over from general distillation
     assert report["training_rows"] == augmented_rows(built_repo)[0]
 
 
@@ -44,7 +49,7 @@ def test_without_data_augmentation_only_original_rows_are_used(built_repo, tmp_p
 
 def test_without_task_distillation_the_student_is_fine_tuned_on_labels(built_repo, tmp_path):
     report = distill_with(built_repo, tmp_path, distillation=False)
-    assert set(report) == {"training_rows", "max_seq_len", "student_init", "finetune_steps"}
+    assert set(report) == {"training_rows", "max_seq_len", "student_init", "finetune_steps", "stderr"}
     assert (tmp_path / "data/student/finetune_log.csv").is_file()
 
 
@@ -72,6 +77,22 @@ def test_without_general_distillation_the_student_starts_from_random_weights(bui
     far = embedding_distance_from_general_student(built_repo, tmp_path / "random")
     near = embedding_distance_from_general_student(built_repo, tmp_path / "general")
     assert near < 0.01 < far
+
+
+def test_projections_start_fresh_when_switched_off_without_gd_or_when_general_distillation_saved_none(
+        built_repo, tmp_path):
+    from safetensors.torch import load_file
+
+    saved = load_file(built_repo / "data/general_student/projections.safetensors")
+    general = json.loads((built_repo / "data/general_student/config.json").read_text())
+    teacher = json.loads((built_repo / "data/teacher/config.json").read_text())
+    assert saved["hidden.weight"].shape == (teacher["hidden_size"], general["hidden_size"])
+
+    assert distill_with(built_repo, tmp_path / "off", general_projections=False)["projections_init"] == "fresh"
+    assert distill_with(built_repo, tmp_path / "no-gd", general_student=False)["projections_init"] == "fresh"
+    missing = distill_with(built_repo, tmp_path / "missing", without=["data/general_student/projections.safetensors"])
+    assert missing["projections_init"] == "fresh"
+    assert "projections start fresh, not from data/general_student/projections.safetensors: no such file" in missing["stderr"]
 
 
 def test_two_cpu_processes_run_the_stage_through_torchrun(built_repo, tmp_path):

@@ -8,7 +8,7 @@ from tinybert.assets import resolve
 from tinybert.batching import encode_corpus
 from tinybert.config import BackboneConfig, GeneralDistillConfig, ObjectiveSwitches
 from tinybert.distill.loop import distill
-from tinybert.distill.objective import build_objective
+from tinybert.distill.objective import PROJECTIONS_FILE, build_objective
 from tinybert.errors import InputError
 from tinybert.io import content_sha256, read_manifest
 from tinybert.models import load_encoder, load_tokenizer, new_student, parameter_count, publish_trained_model
@@ -49,4 +49,5 @@ def run(backbone: BackboneConfig, cfg: GeneralDistillConfig, switches: Objective
         "steps": len(log),
         "final_loss": log[-1]["loss"],
     }
-    publish_trained_model(out_dir, student, tokenizer, {"train_log": log}, report, ckpt)
+    publish_trained_model(out_dir, student, tokenizer, {"train_log": log}, report, ckpt,
+                          tensor_files={PROJECTIONS_FILE: objective.projection_tensors()})

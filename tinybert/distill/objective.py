@@ -19,6 +19,11 @@ from tinybert.losses import (
     soft_cross_entropy,
 )
 
+# General distillation saves its W_h / W_e here, beside the general student, and task
+# distillation starts from them, as the reference does: its general TinyBERT checkpoint holds
+# ``fit_dense``, which the task stage's model loads with the rest of the weights.
+PROJECTIONS_FILE = "projections.safetensors"
+
 
 class DistillationObjective(nn.Module):
     """sum over matches of weight * loss (method.md, "Model loss").
@@ -54,6 +59,34 @@ class DistillationObjective(nn.Module):
         self.regression = regression
         self.hidden_proj = nn.Linear(student_hidden, teacher_hidden)
         self.embedding_proj = self.hidden_proj if shared_projection else nn.Linear(student_hidden, teacher_hidden)
+
+    def projection_tensors(self) -> dict[str, torch.Tensor]:
+        """W_h and W_e with their biases, keyed ``hidden.*`` and ``embedding.*``. Both are written
+        even when they are one module, so a later stage with either setting can start from them."""
+        return {f"{name}.{key}": value.detach().to("cpu", copy=True)
+                for name, module in (("hidden", self.hidden_proj), ("embedding", self.embedding_proj))
+                for key, value in module.state_dict().items()}
+
+    def projection_mismatch(self, tensors: dict[str, torch.Tensor]) -> str | None:
+        """Why ``tensors`` (from ``projection_tensors``) cannot initialise these projections, or None."""
+        for name, module in (("hidden", self.hidden_proj), ("embedding", self.embedding_proj)):
+            for key, value in module.state_dict().items():
+                saved = tensors.get(f"{name}.{key}")
+                if saved is None:
+                    return f"no {name}.{key}"
+                if saved.shape != value.shape:
+                    return f"{name}.{key} is {tuple(saved.shape)}, this stage needs {tuple(value.shape)}"
+        return None
+
+    @torch.no_grad()
+    def start_projections_from(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Initialise W_h (and a separate W_e) from ``projection_tensors`` output of another stage."""
+        problem = self.projection_mismatch(tensors)
+        if problem:
+            raise ValueError(f"projections do not fit: {problem}")
+        self.hidden_proj.load_state_dict({k: tensors[f"hidden.{k}"] for k in self.hidden_proj.state_dict()})
+        if self.embedding_proj is not self.hidden_proj:
+            self.embedding_proj.load_state_dict({k: tensors[f"embedding.{k}"] for k in self.embedding_proj.state_dict()})
 
     @property
     def needs_intermediate(self) -> bool:

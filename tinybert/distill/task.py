@@ -5,9 +5,13 @@ Switches in ``TaskDistillConfig`` turn components off for the paper's ablations 
 w/o DA; a loss is turned off by its weight) or run all losses in one step."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from transformers import BertConfig, BertForSequenceClassification
 
 from tinybert import task_defaults
@@ -15,8 +19,9 @@ from tinybert.batching import encode_task, read_task_labels
 from tinybert.capture import enable_capture
 from tinybert.config import ObjectiveSwitches, TaskDistillConfig, TrainSchedule
 from tinybert.distill.loop import distill
-from tinybert.distill.objective import build_objective
+from tinybert.distill.objective import PROJECTIONS_FILE, DistillationObjective, build_objective
 from tinybert.distill.teacher_logits import load_teacher_logits
+from tinybert.errors import InputError, first_line
 from tinybert.io import atomic_file, content_sha256, read_manifest, read_sharded
 from tinybert.models import load_classifier, load_tokenizer, model_dir, publish_trained_model
 from tinybert.runtime import is_main_process
@@ -74,16 +79,20 @@ def run(
         content_sha256(general_dir), module=__name__,
     )
     logs: dict[str, list[dict]] = {}
+    projections = None  # where the projections started, for the report; None: no step had any
     if not cfg.distillation:
         logs["finetune"] = _fine_tune("finetune", student, batches, cfg.prediction, ckpt)
     else:
         steps = [("one_step", cfg.intermediate)] if cfg.one_step else list(zip(STEPS, (cfg.intermediate, cfg.prediction)))
         head_distilled = False
+        general = general_dir if cfg.general_student and cfg.general_projections else None
         for step_name, schedule in steps:
-            log, predicts = _run_step(step_name, schedule, cfg, student, teacher, batches, regression, ckpt)
-            head_distilled |= predicts
-            if log is not None:
-                logs[step_name] = log
+            result = _run_step(step_name, schedule, cfg, student, teacher, batches, regression, ckpt, general)
+            head_distilled |= result.predicts
+            if result.log is not None:
+                logs[step_name] = result.log
+            if result.projections:
+                projections = result.projections
         if not head_distilled:
             # Ablation "w/o L_pred" (or a prediction layer weighted 0 in layer_weights): nothing
             # distils the new task head, so it learns from the labels rather than stay random.
@@ -93,6 +102,7 @@ def run(
         "training_rows": len(data),
         "max_seq_len": max_seq_len,
         "student_init": "general" if cfg.general_student else "random",
+        **({"projections_init": projections} if projections else {}),
         **{f"{k}_steps": len(v) for k, v in logs.items()},
     }
     publish_trained_model(out_dir, student, tokenizer, {f"{k}_log": v for k, v in logs.items()}, report, ckpt)
@@ -120,17 +130,23 @@ def _fine_tune(step_name: str, student, batches: BatchSource, schedule: TrainSch
     )
 
 
-def _run_step(step_name, schedule: TrainSchedule, cfg, student, teacher, batches, regression, ckpt: Path):
-    """One distillation step: intermediate, prediction or one_step.
+class StepResult(NamedTuple):
+    log: list[dict] | None  # None when every loss of the step has weight 0
+    predicts: bool  # the prediction loss was among the step's losses
+    projections: str | None  # where W_e / W_h started: "general", "fresh", or None (the step has none)
 
-    A finished step is remembered in the checkpoint folder, so a resumed stage skips it.
-    Returns the step's log (None when every loss of the step has weight 0) and whether the
-    prediction loss was among its losses."""
+
+def _run_step(step_name, schedule: TrainSchedule, cfg, student, teacher, batches, regression, ckpt: Path,
+              general_dir: Path | None) -> StepResult:
+    """One distillation step: intermediate, prediction or one_step. Its projections start from
+    ``general_dir``'s when given (and they fit), else fresh.
+
+    A finished step is remembered in the checkpoint folder, so a resumed stage skips it."""
     done = ckpt / f"{step_name}.done.pt"
     if done.is_file():
         state = torch.load(done, weights_only=False)
         student.load_state_dict(state["student"])
-        return state["log"], state["predicts"]
+        return StepResult(state["log"], state["predicts"], state.get("projections"))
     objective = build_objective(
         cfg,
         student.config,
@@ -141,7 +157,10 @@ def _run_step(step_name, schedule: TrainSchedule, cfg, student, teacher, batches
         regression=regression,
     )
     if not objective.matches:
-        return None, False  # every loss of this step is switched off
+        return StepResult(None, False, None)  # every loss of this step is switched off
+    projections = None
+    if objective.needs_intermediate:
+        projections = _start_projections(objective, general_dir, step_name) if general_dir else "fresh"
     log = distill(
         name=f"task-distill/{step_name}",
         student=student,
@@ -154,5 +173,23 @@ def _run_step(step_name, schedule: TrainSchedule, cfg, student, teacher, batches
     )
     if is_main_process():
         with atomic_file(done) as tmp:
-            torch.save({"student": student.state_dict(), "log": log, "predicts": objective.needs_logits}, tmp)
-    return log, objective.needs_logits
+            torch.save({"student": student.state_dict(), "log": log, "predicts": objective.needs_logits,
+                        "projections": projections}, tmp)
+    return StepResult(log, objective.needs_logits, projections)
+
+
+def _start_projections(objective: DistillationObjective, general_dir: Path, step_name: str) -> str:
+    """Start W_e / W_h from general distillation's, as the reference does; "general" if they were
+    used, "fresh" (with a note saying why) if the folder has none or they do not fit this pair."""
+    path = general_dir / PROJECTIONS_FILE
+    try:
+        saved = load_file(path) if path.is_file() else None
+    except SafetensorError as err:
+        raise InputError(f"{path}: not a readable safetensors file: {first_line(err)}") from None
+    problem = "no such file" if saved is None else objective.projection_mismatch(saved)
+    if problem:
+        print(f"[task-distill/{step_name}] note: projections start fresh, not from {path}: {problem}",
+              file=sys.stderr, flush=True)
+        return "fresh"
+    objective.start_projections_from(saved)
+    return "general"
