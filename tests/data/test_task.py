@@ -391,3 +391,50 @@ def test_a_file_named_as_a_glue_task_records_it_for_the_per_task_defaults(tmp_pa
     info, _ = build(tmp_path / "plain", src)
     assert info["glue_task"] is None
     fails(tmp_path, src, "unknown GLUE task 'sentiment'", glue_task="sentiment")
+
+
+def test_a_large_jsonl_whose_labels_turn_from_integers_to_decimals_is_read_whole(tmp_path):
+    # datasets types a JSON column from its first ~10 MB block and failed on the first 2.5 after it.
+    rows = [{"text": f"review number {i} " + "words " * 10, "score": i % 5} for i in range(160_000)]
+    rows[-1]["score"] = 2.5
+    rows[-2]["note"] = "a field no earlier row has"
+    src = tmp_path / "big.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert src.stat().st_size > 12 * 2**20
+    columns, _ = task.load_columns(src, "json")
+    assert columns["score"][-1] == 2.5 and columns["score"][:3] == [0, 1, 2]
+    assert columns["note"][-2] == "a field no earlier row has" and columns["note"][0] is None
+    assert list(columns) == ["text", "score", "note"]
+
+
+def test_json_array_jsonl_and_column_lists_give_the_same_columns(tmp_path):
+    rows = [{"text": f"row {i}\u2028still row {i}", "label": "ab"[i % 2]} for i in range(6)]
+    layouts = {
+        "rows.json": json.dumps(rows, indent=1),
+        "rows.jsonl": "\ufeff" + "".join(json.dumps(r, ensure_ascii=False) + "\n\n" for r in rows),
+        "columns.json": json.dumps({"text": [r["text"] for r in rows], "label": [r["label"] for r in rows]}),
+    }
+    for name, content in layouts.items():
+        (tmp_path / name).write_text(content, encoding="utf-8")
+        columns, _ = task.load_columns(tmp_path / name, "json")
+        assert columns == {"text": [r["text"] for r in rows], "label": [r["label"] for r in rows]}, name
+
+
+@pytest.mark.parametrize("content, fragments", [
+    ('{"text": "a", "label": 1}\n{"text": "b", "label": }\n', ("line 2 is not a JSON object",)),
+    ('[{"text": "a", "label": 1},\n "just a string"]', ("data row 2 is a JSON str", "one object per entry")),
+    ('[{"text": "a", "label": 1}', ("not valid JSON (line 1",)),
+    ('{"text": ["a", "b"], "label": [1]}', ("different lengths", "'text' 2", "'label' 1")),
+    ("[]", ("no data rows",)),
+    ("\n\n", ("empty file",)),
+])
+def test_a_malformed_json_task_file_is_one_line_naming_the_file_and_the_place(tmp_path, content, fragments):
+    src = tmp_path / "d.json"
+    src.write_text(content)
+    fails(tmp_path, src, "d.json", *fragments)
+
+
+def test_a_json_task_file_that_is_not_utf8_names_the_byte(tmp_path):
+    src = tmp_path / "d.jsonl"
+    src.write_bytes(b'{"text": "caf\xe9", "label": 1}\n')
+    fails(tmp_path, src, "d.jsonl", "not UTF-8", "0xe9")

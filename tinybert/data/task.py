@@ -1,6 +1,6 @@
 """Task stage: a labelled dataset -> train/dev/test parquet files and ``labels.json``.
 
-The source is read through ``datasets`` (csv, tsv, json, parquet), or in the fixed
+The source is read through ``datasets`` (csv, tsv, parquet), as JSON (``json_table``), or in the fixed
 ``movie-reviews`` layout (tab-separated ``id``, ``sentiment`` score, ``text``), whose score sign
 gives the label (negative < 0 < positive; zero scores are dropped) or, for a regression task,
 whose score is the label.
@@ -25,6 +25,7 @@ import pyarrow as pa
 from tinybert.assets import resolve
 from tinybert.config import TaskConfig
 from tinybert.data.glue import GLUE_TASKS, glue_task_name, read_glue_file, split_name
+from tinybert.data.json_table import read_json_table
 from tinybert.errors import InputError, first_line
 from tinybert.io import atomic_dir, file_sha256, write_json, write_parquet
 
@@ -67,7 +68,8 @@ def detect_format(cfg: TaskConfig, path: Path) -> str:
 
 
 def load_columns(path: Path, fmt: str, text_columns: tuple[str, ...] = ()) -> tuple[dict[str, list], dict]:
-    """Read the whole file through ``datasets``; return its columns (as lists) and features.
+    """Read the whole file; return its columns (as lists) and features (``datasets``' types,
+    none for JSON, whose values come as written: see ``json_table``).
 
     ``text_columns`` are read as strings from CSV/TSV, not parsed as numbers ("007" stays "007")."""
     import datasets
@@ -78,6 +80,8 @@ def load_columns(path: Path, fmt: str, text_columns: tuple[str, ...] = ()) -> tu
     datasets.disable_progress_bars()
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
+    if fmt == "json":
+        return read_json_table(path), {}
     if fmt in ("csv", "tsv", "movie-reviews"):
         # Only empty fields are missing: a text reading "NA" or "null" is text.
         kwargs = {"keep_default_na": False, "na_values": [""], "converters": {c: str for c in text_columns}}
