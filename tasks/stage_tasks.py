@@ -3,6 +3,8 @@ stage function, record the run in dvc.lock and DVC's cache exactly as `dvc repro
 from __future__ import annotations
 
 import os
+import sys
+import time
 from pathlib import Path
 
 from prefect import task
@@ -55,11 +57,34 @@ def restore_from_run_cache(repo_root: Path, name: str) -> bool:
     return True
 
 
-def commit_stage(repo_root: Path, name: str) -> None:
+# How long a commit waits for DVC's lock, held by another dvc command in the same repository.
+COMMIT_LOCK_WAIT_S = 600.0
+
+
+def commit_stage(repo_root: Path, name: str, *, wait_s: float | None = None, poll_s: float = 2.0) -> None:
+    """Record stage ``name``'s outputs in dvc.lock and DVC's cache (``dvc commit``).
+
+    A stage has published its outputs and dropped its checkpoints by now, so a commit that
+    failed because another dvc command (a ``dvc status`` in another shell) holds the lock would
+    make Prefect's retry train the stage again from the start: wait for the lock instead."""
+    from dvc.lock import LockError
     from dvc.repo import Repo
 
-    with Repo(str(repo_root)) as repo:
-        repo.commit(name, force=True)
+    deadline = time.monotonic() + (COMMIT_LOCK_WAIT_S if wait_s is None else wait_s)
+    waiting = False
+    while True:
+        try:
+            with Repo(str(repo_root)) as repo:
+                repo.commit(name, force=True)
+            return
+        except LockError:
+            if time.monotonic() >= deadline:
+                raise
+            if not waiting:
+                print(f"[{name}] another dvc command holds the repository's lock; waiting to record the stage",
+                      file=sys.stderr, flush=True)
+                waiting = True
+            time.sleep(poll_s)
 
 
 def reuse_earlier_run(repo_root: Path, name: str) -> str | None:
