@@ -65,7 +65,7 @@ BY_SLUG = {a.slug: a for a in ABLATIONS}
 # The paper's uniform-mapping row is the full model itself.
 UNIFORM = Ablation("full", "uniform mapping", "mapping")
 
-# Task distillation's training seeds (data order, dropout, the projections' initial weights). Every
+# Task distillation's training seeds (data order, dropout, the initial weights of what starts fresh). Every
 # row rebuilds that stage, so varying them measures each row's training noise without rebuilding
 # the general student of the rows that reuse it.
 SEED_PARAMS = ("task_distill.intermediate.seed", "task_distill.prediction.seed")
