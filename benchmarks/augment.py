@@ -42,6 +42,7 @@ from tinybert.augment.mlm import MlmCandidates  # noqa: E402
 from tinybert.augment.pipeline import AugmentTools, augmented_chunks  # noqa: E402
 from tinybert.augment.stage import examples_per_chunk, load_mlm  # noqa: E402
 from tinybert.augment.words import basic_words, load_stopwords  # noqa: E402
+from allocators import NAMES as ALLOCATOR_NAMES  # noqa: E402  (beside this file)
 from stage_process import run_measured  # noqa: E402  (beside this file)
 
 K, P_T, N_AUG, SEED = 15, 0.4, 4, 42
@@ -114,14 +115,16 @@ def timed(fn, *args, **kwargs):
 
 
 def run_stage(rows: int, mlm: Path, task: Path, workers: int = 1, shard_rows: int = 4096, batch_size: int = 64,
-              glove: str = "embedded:glove-6b-50d") -> tuple[float, float, int]:
+              glove: str = "embedded:glove-6b-50d", allocator: str = "fixed",
+              cpu: dict | None = None) -> tuple[float, float, int]:
     """(seconds, peak RSS in MB, sentences) of one augment-stage process over the first ``rows``
-    training rows."""
+    training rows; ``cpu`` receives its CPU seconds (see ``run_measured``)."""
     seconds, peak, manifest = run_measured(
+        f"import sys; sys.path.insert(0, 'benchmarks'); import allocators; allocators.use({allocator!r}); "
         "from tinybert.augment import stage; from tinybert.config import AugmentConfig, BackboneConfig",
         f"stage.run(BackboneConfig(), AugmentConfig(n_aug={N_AUG}, k={K}, max_examples={rows}, workers={workers}, "
         f"shard_rows={shard_rows}, batch_size={batch_size}, glove={glove!r}), task_dir=Path({str(task)!r}), "
-        f"mlm_dir=Path({str(mlm)!r}), out_dir=OUT)")
+        f"mlm_dir=Path({str(mlm)!r}), out_dir=OUT)", cpu)
     return seconds, peak, manifest["source_sentences"]
 
 
@@ -134,6 +137,8 @@ def main() -> None:
                         help="GloVe vectors in any form augment.glove takes (first 100k used)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=[500, 2000])
+    parser.add_argument("--allocators", nargs="+", choices=ALLOCATOR_NAMES, default=["fixed"],
+                        help="allocator settings for the memory figures (benchmarks/allocators.py)")
     parser.add_argument("--shard-rows", type=int, default=250)
     parser.add_argument("--worker-rows", type=int, default=500, help="rows for the worker timings (0: skip)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to time the stage with")
@@ -193,9 +198,12 @@ def main() -> None:
         print(f"profiles written to {args.profile}")
 
     for rows in sorted(args.memory_sizes):
-        seconds, peak, sentences = run_stage(rows, args.mlm, args.task, shard_rows=args.shard_rows,
-                                             batch_size=args.batch_size, glove=args.glove)
-        print(f"augment stage, {sentences:6d} sentences: peak RSS {peak:7.0f} MB ({seconds:.0f} s, shards of {args.shard_rows})")
+        for allocator in args.allocators:
+            cpu: dict = {}
+            seconds, peak, sentences = run_stage(rows, args.mlm, args.task, shard_rows=args.shard_rows,
+                                                 batch_size=args.batch_size, glove=args.glove, allocator=allocator, cpu=cpu)
+            print(f"augment stage, {sentences:6d} sentences, allocator {allocator}: peak RSS {peak:7.0f} MB "
+                  f"({seconds:.0f} s, CPU {cpu['user']:.0f} s user + {cpu['sys']:.0f} s system, shards of {args.shard_rows})")
 
     rows = args.worker_rows
     if rows <= 0:
