@@ -51,7 +51,7 @@ def test_missing_column_is_named(tmp_path):
 def test_an_unparsable_json_lines_file_gives_our_line_and_nothing_else(tmp_path):
     (tmp_path / "d.jsonl").write_text('{"text": "a fine film", "label": "pos"}\n{"text": ')
     result = tinybert(tmp_path, "prepare-task", params=with_task(source="d.jsonl", max_examples=None))
-    message = assert_one_line_error(result, "d.jsonl", "cannot read as json")
+    message = assert_one_line_error(result, "d.jsonl", "line 2 is not a JSON object")
     assert result.stderr.strip().splitlines() == [message]  # no log lines or progress bars from datasets
 
 def test_empty_dataset_is_refused(tmp_path):
