@@ -60,16 +60,20 @@ class DistillationObjective(nn.Module):
         self.hidden_proj = nn.Linear(student_hidden, teacher_hidden)
         self.embedding_proj = self.hidden_proj if shared_projection else nn.Linear(student_hidden, teacher_hidden)
 
+    def _projections(self, *, distinct: bool = False) -> list[tuple[str, nn.Linear]]:
+        """(name, module) of W_h and W_e; with ``distinct``, a shared W_e is left out."""
+        pairs = [("hidden", self.hidden_proj), ("embedding", self.embedding_proj)]
+        return pairs[:1] if distinct and self.embedding_proj is self.hidden_proj else pairs
+
     def projection_tensors(self) -> dict[str, torch.Tensor]:
         """W_h and W_e with their biases, keyed ``hidden.*`` and ``embedding.*``. Both are written
         even when they are one module, so a later stage with either setting can start from them."""
         return {f"{name}.{key}": value.detach().to("cpu", copy=True)
-                for name, module in (("hidden", self.hidden_proj), ("embedding", self.embedding_proj))
-                for key, value in module.state_dict().items()}
+                for name, module in self._projections() for key, value in module.state_dict().items()}
 
     def projection_mismatch(self, tensors: dict[str, torch.Tensor]) -> str | None:
         """Why ``tensors`` (from ``projection_tensors``) cannot initialise these projections, or None."""
-        for name, module in (("hidden", self.hidden_proj), ("embedding", self.embedding_proj)):
+        for name, module in self._projections():
             for key, value in module.state_dict().items():
                 saved = tensors.get(f"{name}.{key}")
                 if saved is None:
@@ -80,13 +84,13 @@ class DistillationObjective(nn.Module):
 
     @torch.no_grad()
     def start_projections_from(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Initialise W_h (and a separate W_e) from ``projection_tensors`` output of another stage."""
+        """Initialise W_h (and a separate W_e) from ``projection_tensors`` output of another stage;
+        a shared projection takes W_h's."""
         problem = self.projection_mismatch(tensors)
         if problem:
             raise ValueError(f"projections do not fit: {problem}")
-        self.hidden_proj.load_state_dict({k: tensors[f"hidden.{k}"] for k in self.hidden_proj.state_dict()})
-        if self.embedding_proj is not self.hidden_proj:
-            self.embedding_proj.load_state_dict({k: tensors[f"embedding.{k}"] for k in self.embedding_proj.state_dict()})
+        for name, module in self._projections(distinct=True):
+            module.load_state_dict({key: tensors[f"{name}.{key}"] for key in module.state_dict()})
 
     @property
     def needs_intermediate(self) -> bool:
