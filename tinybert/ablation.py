@@ -8,8 +8,8 @@ does not change: the general student is rebuilt only by rows that change general
 (the loss and mapping rows, which the paper applies to both distillation stages). A row whose
 experiment already exists is not rerun, so an interrupted study resumes.
 
-With several seeds each row runs once per seed of task distillation, the stage every row
-rebuilds, and the table gives the mean and standard deviation: a difference between two rows
+With several seeds each row runs once per seed of task distillation, whose two stages every
+row rebuilds, and the table gives the mean and standard deviation: a difference between two rows
 means something only beside the spread of one row over seeds.
 
 The table and the bar chart are built from ``dvc.api.exp_show``, not from files in the workspace.
@@ -65,9 +65,9 @@ BY_SLUG = {a.slug: a for a in ABLATIONS}
 # The paper's uniform-mapping row is the full model itself.
 UNIFORM = Ablation("full", "uniform mapping", "mapping")
 
-# Task distillation's training seeds (data order, dropout, the initial weights of what starts fresh). Every
-# row rebuilds that stage, so varying them measures each row's training noise without rebuilding
-# the general student of the rows that reuse it.
+# Task distillation's training seeds (data order, dropout, the initial weights of what starts
+# fresh). Every row rebuilds both task-distillation stages, so varying them measures each row's
+# training noise without rebuilding the general student of the rows that reuse it.
 SEED_PARAMS = ("task_distill.intermediate.seed", "task_distill.prediction.seed")
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinybert.code_deps import code_dependencies
-from tinybert.config import AugmentConfig, CorpusConfig, Params, load_params
+from tinybert.config import AugmentConfig, CorpusConfig, Params, TaskDistillConfig, load_params
 
 @dataclass(frozen=True)
 class Stage:
@@ -118,6 +118,22 @@ STAGES: tuple[Stage, ...] = (
         retries=1,  # it resumes from its finished parts, so a retry costs only the unfinished ones
     ),
     Stage(
+        "task-distill-intermediate",
+        "tinybert.distill.task:run_intermediate",
+        ("task_distill", "objective"),
+        deps={
+            "task_dir": "data/task",
+            "augmented_dir": "data/augmented",
+            "teacher_dir": "data/teacher",
+            "general_dir": "data/general_student",
+        },
+        outs={"out_dir": "data/intermediate_student"},
+        # Not the prediction step's schedule: changing it reruns only the stage below.
+        params=(*(f"task_distill.{key}" for key in TaskDistillConfig.model_fields if key != "prediction"), "objective"),
+        retries=1,
+        trains=True,
+    ),
+    Stage(
         "task-distill",
         "tinybert.distill.task:run",
         ("task_distill", "objective"),
@@ -125,10 +141,14 @@ STAGES: tuple[Stage, ...] = (
             "task_dir": "data/task",
             "augmented_dir": "data/augmented",
             "teacher_dir": "data/teacher",
-            "general_dir": "data/general_student",
+            "intermediate_dir": "data/intermediate_student",
             "logits_dir": "data/teacher_logits",
         },
         outs={"out_dir": "data/student"},
+        # Not what only the first step reads (its schedule, where the student and the projections
+        # start): those reach this stage through data/intermediate_student.
+        params=(*(f"task_distill.{key}" for key in TaskDistillConfig.model_fields
+                  if key not in ("intermediate", "general_student", "general_projections")), "objective"),
         retries=1,
         trains=True,
     ),
@@ -148,7 +168,7 @@ PLOTS = {
     "data/mlm/train_log.csv": "mlm",
     "data/teacher/train_log.csv": "teacher",
     "data/general_student/train_log.csv": "general-distill",
-    "data/student/intermediate_log.csv": "task-distill (intermediate)",
+    "data/intermediate_student/intermediate_log.csv": "task-distill (intermediate)",
     "data/student/prediction_log.csv": "task-distill (prediction)",
 }
 METRICS = ("data/evaluation/metrics.json", "data/mlm/training.json")

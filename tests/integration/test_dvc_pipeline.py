@@ -55,7 +55,8 @@ def test_summary_prints_metrics_retention_sizes_and_throughput(built_repo):
 def test_lineage_names_every_upstream_stage_with_params_hashes_and_revision(built_repo):
     out = run(built_repo, "tinybert", "lineage", "data/student/model.safetensors").stdout
     assert "produced by stage 'task-distill'" in out
-    for upstream in ("prepare-corpus", "prepare-task", "mlm", "augment", "teacher", "general-distill", "task-distill"):
+    for upstream in ("prepare-corpus", "prepare-task", "mlm", "augment", "teacher", "general-distill",
+                     "task-distill-intermediate", "task-distill"):
         assert f"stage {upstream}:" in out
     assert "stage evaluate:" not in out
     assert "augment.p_t = 0.4" in out
@@ -110,8 +111,19 @@ def test_interrupted_training_stage_resumes_from_its_checkpoint(built_repo, tmp_
 def test_changing_one_parameter_reruns_that_stage_and_its_dependents_only(built_repo):
     set_param(built_repo, "teacher.train.lr", 0.0001)
     out = run(built_repo, "dvc", "repro").stdout
-    assert ran_stages(out) == ["teacher", "teacher-logits", "task-distill", "evaluate"]
+    assert ran_stages(out) == ["teacher", "teacher-logits", "task-distill-intermediate", "task-distill", "evaluate"]
     set_param(built_repo, "teacher.train.lr", 0.00005)
+    run(built_repo, "dvc", "repro")
+
+
+def test_a_prediction_step_setting_reruns_the_prediction_step_not_the_intermediate_one(built_repo):
+    # The reference's two steps are two stages: the intermediate student is reused.
+    before = (built_repo / "data/intermediate_student/model.safetensors").read_bytes()
+    set_param(built_repo, "task_distill.prediction.lr", 0.0002)
+    out = run(built_repo, "dvc", "repro").stdout
+    assert ran_stages(out) == ["task-distill", "evaluate"]
+    assert (built_repo / "data/intermediate_student/model.safetensors").read_bytes() == before
+    set_param(built_repo, "task_distill.prediction.lr", 0.0001)
     run(built_repo, "dvc", "repro")
 
 

@@ -12,7 +12,8 @@ from tests.integration.conftest import run
 
 pytestmark = pytest.mark.slow
 
-TASK_STAGES = ("prepare-task", "augment", "teacher", "teacher-logits", "task-distill", "evaluate")
+TASK_STAGES = ("prepare-task", "augment", "teacher", "teacher-logits", "task-distill-intermediate", "task-distill",
+               "evaluate")
 
 
 def test_a_regression_task_is_distilled_with_mse_on_the_logits_and_scored_by_pearson(built_repo, tmp_path):

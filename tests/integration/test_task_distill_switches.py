@@ -1,4 +1,5 @@
-"""Each ablation switch of task-distill is one parameter change (paper, Table 6)."""
+"""Each ablation switch of task distillation is one parameter change (paper, Table 6); the two
+steps run as two stages, the second starting from the first one's student."""
 from __future__ import annotations
 
 import json
@@ -12,10 +13,12 @@ from tests.integration.conftest import run
 pytestmark = pytest.mark.slow
 
 INPUTS = ("data/task", "data/augmented", "data/teacher", "data/general_student", "data/teacher_logits")
+STAGES = ("task-distill-intermediate", "task-distill")
 
 
 def distill_with(built_repo, tmp_path, extra_env=None, without=(), **switches) -> dict:
-    """task-distill on copies of the built repo's inputs, minus the files in ``without``."""
+    """Both task-distillation stages on copies of the built repo's inputs, minus the files in
+    ``without``: the student's report, with the stages' stderr."""
     for folder in INPUTS:
         shutil.copytree(built_repo / folder, tmp_path / folder)
     for name in without:
@@ -23,8 +26,9 @@ def distill_with(built_repo, tmp_path, extra_env=None, without=(), **switches) -
     params = yaml.safe_load((built_repo / "params.yaml").read_text())
     params["task_distill"].update(switches)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    result = run(tmp_path, "tinybert", "task-distill", extra_env=extra_env)
-    return {**json.loads((tmp_path / "data/student/training.json").read_text()), "stderr": result.stderr}
+    results = [run(tmp_path, "tinybert", stage, extra_env=extra_env) for stage in STAGES]
+    return {**json.loads((tmp_path / "data/student/training.json").read_text()),
+            "stderr": "".join(result.stderr for result in results)}
 
 
 def augmented_rows(built_repo) -> tuple[int, int]:
@@ -53,10 +57,14 @@ def test_without_task_distillation_the_student_is_fine_tuned_on_labels(built_rep
     assert (tmp_path / "data/student/finetune_log.csv").is_file()
 
 
-def test_one_step_option_runs_all_losses_together(built_repo, tmp_path):
-    distill_with(built_repo, tmp_path, one_step=True)
-    header = (tmp_path / "data/student/one_step_log.csv").read_text().splitlines()[0].split(",")
+def test_one_step_option_runs_all_losses_together_in_the_first_stage(built_repo, tmp_path):
+    report = distill_with(built_repo, tmp_path, one_step=True)
+    header = (tmp_path / "data/intermediate_student/one_step_log.csv").read_text().splitlines()[0].split(",")
     assert {"embedding_loss", "attention_loss", "hidden_loss", "prediction_loss"} <= set(header)
+    # the head is distilled already: the second stage trains nothing and passes the student on
+    assert report["one_step_steps"] == 3 and not [key for key in report if key.startswith("prediction")]
+    assert (tmp_path / "data/student/model.safetensors").read_bytes() == \
+        (tmp_path / "data/intermediate_student/model.safetensors").read_bytes()
 
 
 def embedding_distance_from_general_student(built_repo, tmp_path) -> float:
@@ -122,15 +130,14 @@ def test_killed_in_its_prediction_step_task_distillation_resumes_there(built_rep
     for folder in INPUTS:
         shutil.copytree(built_repo / folder, tmp_path / folder)
     shutil.copy2(built_repo / "params.yaml", tmp_path / "params.yaml")
+    run(tmp_path, "tinybert", "task-distill-intermediate")
     crashed = run(tmp_path, "tinybert", "task-distill", check=False,
                   extra_env={INTERRUPT_ENV: "task-distill/prediction:2"})
     assert crashed.returncode != 0 and not (tmp_path / "data/student").exists()
-    assert list((tmp_path / "checkpoints").glob("task-distill-*/intermediate.done.pt"))
 
     resumed = run(tmp_path, "tinybert", "task-distill")
-    assert "[task-distill/intermediate] step" not in resumed.stderr  # the finished step is not redone
     assert "[task-distill/prediction] resumed from checkpoint at step 2/3" in resumed.stderr
-    # the same student as the uninterrupted run
+    # the same student as the uninterrupted run of both stages under dvc repro
     assert (tmp_path / "data/student/model.safetensors").read_bytes() == \
         (built_repo / "data/student/model.safetensors").read_bytes()
 
@@ -141,9 +148,10 @@ def test_state_from_another_general_student_is_not_resumed(built_repo, tmp_path)
     for folder in INPUTS:
         shutil.copytree(built_repo / folder, tmp_path / folder)
     shutil.copy2(built_repo / "params.yaml", tmp_path / "params.yaml")
-    run(tmp_path, "tinybert", "task-distill", check=False, extra_env={INTERRUPT_ENV: "task-distill/prediction:2"})
+    run(tmp_path, "tinybert", "task-distill-intermediate", check=False,
+        extra_env={INTERRUPT_ENV: "task-distill/intermediate:2"})
     # The same path, other contents: under DVC every run reads data/general_student, rebuilt or not.
     (tmp_path / "data/general_student/training.json").write_text("{}\n")
-    rerun = run(tmp_path, "tinybert", "task-distill")
+    rerun = run(tmp_path, "tinybert", "task-distill-intermediate")
     assert "resumed from checkpoint" not in rerun.stderr
-    assert "[task-distill/intermediate] step" in rerun.stderr
+    assert "[task-distill/intermediate] step 1/3" in rerun.stderr

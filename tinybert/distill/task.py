@@ -1,18 +1,24 @@
-"""Stage task-distill: the general student learns the task from the fine-tuned teacher on the
-augmented training set, in the reference's two steps: intermediate layers, then prediction layer.
+"""Task distillation in the reference's two steps, as two stages, as the reference runs them
+(two invocations, the second loading the first one's student):
 
-Switches in ``TaskDistillConfig`` turn components off for the paper's ablations (w/o GD, w/o TD,
-w/o DA; a loss is turned off by its weight) or run all losses in one step."""
+- ``task-distill-intermediate``: the general student, with a new task head, learns the teacher's
+  embeddings, attention scores and hidden states on the augmented training set;
+- ``task-distill``: it then learns the teacher's logits (cached by the teacher-logits stage).
+
+A change to the prediction step's settings reruns only the second stage. Switches in
+``TaskDistillConfig`` turn components off for the paper's ablations (w/o GD, w/o TD, w/o DA; a
+loss is turned off by its weight) or run all losses in one step, in the first stage."""
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import AutoConfig, BertConfig, BertForSequenceClassification
 
 from tinybert import task_defaults
 from tinybert.batching import encode_task, read_task_labels
@@ -22,12 +28,53 @@ from tinybert.distill.loop import distill
 from tinybert.distill.objective import PROJECTIONS_FILE, DistillationObjective, build_objective
 from tinybert.distill.teacher_logits import load_teacher_logits
 from tinybert.errors import InputError, first_line
-from tinybert.io import atomic_file, content_sha256, read_manifest, read_sharded
+from tinybert.io import content_sha256, read_json, read_manifest, read_sharded
 from tinybert.models import load_classifier, load_tokenizer, model_dir, publish_trained_model
-from tinybert.runtime import is_main_process
 from tinybert.training import BatchSource, checkpoint_dir, seed_everything, train
 
-STEPS = ("intermediate", "prediction")
+FIRST_STEP_REPORT = "training.json"
+# The first stage's report says whether its step already distilled the prediction layer (one step
+# with all losses), which decides what the second stage does; the student's own report leaves it out.
+HEAD_DISTILLED = "head_distilled"
+
+
+def run_intermediate(
+    cfg: TaskDistillConfig,
+    switches: ObjectiveSwitches,
+    *,
+    task_dir: Path,
+    augmented_dir: Path,
+    teacher_dir: Path,
+    general_dir: Path,
+    out_dir: Path,
+) -> None:
+    """Stage task-distill-intermediate: the intermediate step (or, with ``one_step``, all losses
+    at once). Without task distillation (w/o TD) it only gives the student its new task head."""
+    cfg = switches.applied_to(cfg)
+    seed_everything(cfg.intermediate.seed)
+    task = _TaskData.read(cfg, task_dir, augmented_dir, teacher_dir)
+    student = enable_capture(_student(general_dir, task.labels["num_labels"], pretrained=cfg.general_student))
+    if task.regression:
+        student.config.problem_type = "regression"
+    ckpt = checkpoint_dir(
+        "task-distill-intermediate", cfg.model_dump(exclude={"prediction"}), task.shards, task.teacher_digest,
+        content_sha256(general_dir), module=__name__,
+    )
+    step_name = "one_step" if cfg.one_step else "intermediate"
+    result = StepResult(None, False, None)
+    if cfg.distillation:
+        teacher = enable_capture(load_classifier(teacher_dir, what="teacher"))
+        general = general_dir if cfg.general_student and cfg.general_projections else None
+        result = _run_step(step_name, cfg.intermediate, cfg, student, teacher.config, task, ckpt, general, teacher)
+    report = {
+        **task.report(),
+        "student_init": "general" if cfg.general_student else "random",
+        **({"projections_init": result.projections} if result.projections else {}),
+        **({f"{step_name}_steps": len(result.log)} if result.log is not None else {}),
+        HEAD_DISTILLED: result.predicts,
+    }
+    logs = {f"{step_name}_log": result.log} if result.log is not None else {}
+    publish_trained_model(out_dir, student, task.tokenizer, logs, report, ckpt)
 
 
 def run(
@@ -37,75 +84,107 @@ def run(
     task_dir: Path,
     augmented_dir: Path,
     teacher_dir: Path,
-    general_dir: Path,
+    intermediate_dir: Path,
     logits_dir: Path,
     out_dir: Path,
 ) -> None:
+    """Stage task-distill: the prediction step on the cached teacher logits. The head learns from
+    the labels instead where nothing distils it (w/o TD, w/o L_pred); after one step with all
+    losses the student is already complete."""
     cfg = switches.applied_to(cfg)
-    labels = read_task_labels(task_dir)
-    regression = labels["task_type"] == "regression"
-    seed_everything(cfg.intermediate.seed)
-    tokenizer = load_tokenizer(teacher_dir, "teacher")
-    teacher = enable_capture(load_classifier(teacher_dir, what="teacher")) if cfg.distillation else None
-    student = enable_capture(_student(general_dir, labels["num_labels"], pretrained=cfg.general_student))
-    if regression:
+    seed_everything(cfg.prediction.seed)
+    task = _TaskData.read(cfg, task_dir, augmented_dir, teacher_dir)
+    student = enable_capture(load_classifier(intermediate_dir, what="intermediate student"))
+    first = _first_step_report(Path(intermediate_dir))
+    if task.regression:
         student.config.problem_type = "regression"
-
-    rows = read_sharded(augmented_dir, ["text", "text_b", "label", "is_original"]).to_pydict()
-    keep = list(range(len(rows["text"])))
-    cached_logits = None
-    teacher_digest = content_sha256(teacher_dir)  # once: the logits check and the resume key both need it
-    max_seq_len = task_defaults.max_seq_len(cfg.max_seq_len, pairs=bool(labels.get("text_b")))
-    if cfg.distillation and not cfg.one_step:
-        cached_logits = load_teacher_logits(logits_dir, rows=len(keep), max_seq_len=max_seq_len,
-                                            augmented_dir=augmented_dir, teacher_digest=teacher_digest)
-    if not cfg.augmented_data:
-        keep = [i for i in keep if rows["is_original"][i]]
-        rows = {key: [values[i] for i in keep] for key, values in rows.items()}
-    data = encode_task(tokenizer, rows, max_seq_len)
-    pad = tokenizer.pad_token_id
-    label_dtype = torch.float32 if regression else torch.long
-
-    def collate(indices: list[int]) -> dict:
-        batch = data.collate(indices, pad_id=pad, label_dtype=label_dtype)
-        if cached_logits is not None:
-            batch["teacher_logits"] = cached_logits[[keep[i] for i in indices]]
-        return batch
-
-    batches = BatchSource(len(data), collate, data.lengths)
-
     ckpt = checkpoint_dir(
-        "task-distill", cfg.model_dump(), read_manifest(augmented_dir)["shards"], teacher_digest,
-        content_sha256(general_dir), module=__name__,
+        "task-distill", cfg.model_dump(exclude={"intermediate"}), task.shards, task.teacher_digest,
+        content_sha256(intermediate_dir), module=__name__,
     )
     logs: dict[str, list[dict]] = {}
-    projections = None  # where the projections started, for the report; None: no step had any
     if not cfg.distillation:
-        logs["finetune"] = _fine_tune("finetune", student, batches, cfg.prediction, ckpt)
+        logs["finetune"] = _fine_tune("finetune", student, task.batches, cfg.prediction, ckpt)
     else:
-        steps = [("one_step", cfg.intermediate)] if cfg.one_step else list(zip(STEPS, (cfg.intermediate, cfg.prediction)))
-        head_distilled = False
-        general = general_dir if cfg.general_student and cfg.general_projections else None
-        for step_name, schedule in steps:
-            result = _run_step(step_name, schedule, cfg, student, teacher, batches, regression, ckpt, general)
+        head_distilled = bool(first.get(HEAD_DISTILLED))
+        if not cfg.one_step:
+            task.attach_teacher_logits(logits_dir, augmented_dir)
+            teacher_config = AutoConfig.from_pretrained(model_dir(teacher_dir, "teacher"))
+            result = _run_step("prediction", cfg.prediction, cfg, student, teacher_config, task, ckpt)
             head_distilled |= result.predicts
             if result.log is not None:
-                logs[step_name] = result.log
-            if result.projections:
-                projections = result.projections
+                logs["prediction"] = result.log
         if not head_distilled:
             # Ablation "w/o L_pred" (or a prediction layer weighted 0 in layer_weights): nothing
             # distils the new task head, so it learns from the labels rather than stay random.
-            logs["prediction_labels"] = _fine_tune("prediction_labels", student, batches, cfg.prediction, ckpt)
+            logs["prediction_labels"] = _fine_tune("prediction_labels", student, task.batches, cfg.prediction, ckpt)
+    report = {key: value for key, value in first.items() if key != HEAD_DISTILLED}
+    report.update(task.report(), **{f"{k}_steps": len(v) for k, v in logs.items()})
+    publish_trained_model(out_dir, student, task.tokenizer, {f"{k}_log": v for k, v in logs.items()}, report, ckpt)
 
-    report = {
-        "training_rows": len(data),
-        "max_seq_len": max_seq_len,
-        "student_init": "general" if cfg.general_student else "random",
-        **({"projections_init": projections} if projections else {}),
-        **{f"{k}_steps": len(v) for k, v in logs.items()},
-    }
-    publish_trained_model(out_dir, student, tokenizer, {f"{k}_log": v for k, v in logs.items()}, report, ckpt)
+
+def _first_step_report(intermediate_dir: Path) -> dict:
+    path = intermediate_dir / FIRST_STEP_REPORT
+    try:
+        report = read_json(path)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: the intermediate student's report is unreadable ({first_line(err)}); "
+                         "run task-distill-intermediate first") from None
+    if not isinstance(report, dict) or HEAD_DISTILLED not in report:
+        raise InputError(f"{path}: no {HEAD_DISTILLED!r} field; not written by task-distill-intermediate")
+    return report
+
+
+@dataclass
+class _TaskData:
+    """The training set both stages read: the augmented rows (or, w/o DA, the original ones),
+    encoded with the teacher's tokenizer at the task's length."""
+
+    labels: dict
+    regression: bool
+    tokenizer: object
+    rows: int  # rows in the augmented set, whichever are used
+    keep: list[int]  # the augmented set's rows used, in order
+    max_seq_len: int
+    shards: list
+    teacher_digest: str
+    batches: BatchSource
+    cached_logits: torch.Tensor | None = None
+
+    @classmethod
+    def read(cls, cfg: TaskDistillConfig, task_dir: Path, augmented_dir: Path, teacher_dir: Path) -> "_TaskData":
+        labels = read_task_labels(task_dir)
+        regression = labels["task_type"] == "regression"
+        tokenizer = load_tokenizer(teacher_dir, "teacher")
+        rows = read_sharded(augmented_dir, ["text", "text_b", "label", "is_original"]).to_pydict()
+        total = len(rows["text"])
+        keep = list(range(total))
+        if not cfg.augmented_data:
+            keep = [i for i in keep if rows["is_original"][i]]
+            rows = {key: [values[i] for i in keep] for key, values in rows.items()}
+        max_seq_len = task_defaults.max_seq_len(cfg.max_seq_len, pairs=bool(labels.get("text_b")))
+        data = encode_task(tokenizer, rows, max_seq_len)
+        pad = tokenizer.pad_token_id
+        label_dtype = torch.float32 if regression else torch.long
+        task = cls(labels, regression, tokenizer, total, keep, max_seq_len, read_manifest(augmented_dir)["shards"],
+                   content_sha256(teacher_dir), batches=None)
+
+        def collate(indices: list[int]) -> dict:
+            batch = data.collate(indices, pad_id=pad, label_dtype=label_dtype)
+            if task.cached_logits is not None:
+                batch["teacher_logits"] = task.cached_logits[[keep[i] for i in indices]]
+            return batch
+
+        task.batches = BatchSource(len(data), collate, data.lengths)
+        return task
+
+    def attach_teacher_logits(self, logits_dir: Path, augmented_dir: Path) -> None:
+        """Batches carry the teacher's cached logits from now on (checked against these rows)."""
+        self.cached_logits = load_teacher_logits(logits_dir, rows=self.rows, max_seq_len=self.max_seq_len,
+                                                 augmented_dir=augmented_dir, teacher_digest=self.teacher_digest)
+
+    def report(self) -> dict:
+        return {"training_rows": self.batches.num_examples, "max_seq_len": self.max_seq_len}
 
 
 def _student(general_dir: Path, num_labels: int, *, pretrained: bool):
@@ -136,25 +215,19 @@ class StepResult(NamedTuple):
     projections: str | None  # where W_e / W_h started: "general", "fresh", or None (the step has none)
 
 
-def _run_step(step_name, schedule: TrainSchedule, cfg, student, teacher, batches, regression, ckpt: Path,
-              general_dir: Path | None) -> StepResult:
+def _run_step(step_name: str, schedule: TrainSchedule, cfg: TaskDistillConfig, student, teacher_config,
+              task: _TaskData, ckpt: Path, general_dir: Path | None = None, teacher=None) -> StepResult:
     """One distillation step: intermediate, prediction or one_step. Its projections start from
-    ``general_dir``'s when given (and they fit), else fresh.
-
-    A finished step is remembered in the checkpoint folder, so a resumed stage skips it."""
-    done = ckpt / f"{step_name}.done.pt"
-    if done.is_file():
-        state = torch.load(done, weights_only=False)
-        student.load_state_dict(state["student"])
-        return StepResult(state["log"], state["predicts"], state.get("projections"))
+    ``general_dir``'s when given (and they fit), else fresh. The prediction step reads the
+    teacher's logits from the batches; the others run ``teacher``."""
     objective = build_objective(
         cfg,
         student.config,
-        teacher.config,
+        teacher_config,
         intermediate=step_name != "prediction",
         prediction=step_name != "intermediate",
         temperature=cfg.temperature,
-        regression=regression,
+        regression=task.regression,
     )
     if not objective.matches:
         return StepResult(None, False, None)  # every loss of this step is switched off
@@ -164,17 +237,12 @@ def _run_step(step_name, schedule: TrainSchedule, cfg, student, teacher, batches
     log = distill(
         name=f"task-distill/{step_name}",
         student=student,
-        # The prediction step reads the teacher's logits from the cache in each batch.
-        teacher=None if step_name == "prediction" else teacher,
+        teacher=teacher,
         objective=objective,
-        batches=batches,
+        batches=task.batches,
         schedule=schedule,
         checkpoint_to=ckpt / step_name,
     )
-    if is_main_process():
-        with atomic_file(done) as tmp:
-            torch.save({"student": student.state_dict(), "log": log, "predicts": objective.needs_logits,
-                        "projections": projections}, tmp)
     return StepResult(log, objective.needs_logits, projections)
 
 
