@@ -33,6 +33,24 @@ def first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0].strip()
 
 
-def not_utf8(path: str | Path, err: UnicodeDecodeError, offset: int = 0) -> InputError:
-    """``PATH: not UTF-8 text (byte 0xNN at offset N)``; ``offset`` is where the decoded bytes began in the file."""
-    return InputError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {offset + err.start})")
+def not_utf8(path: str | Path, err: UnicodeDecodeError, offset: int = 0, line: int | None = None) -> InputError:
+    """``PATH: not UTF-8 text (byte 0xNN at offset N[, line L])``; ``offset`` is where the decoded
+    bytes began in the file."""
+    where = f"offset {offset + err.start}" + (f", line {line}" if line is not None else "")
+    return InputError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at {where})")
+
+
+def first_utf8_error(path: str | Path) -> InputError | None:
+    """``not_utf8``'s error for the file's first byte that is not UTF-8, with its line; None if
+    the whole file decodes. For readers that decode in chunks of their own and report the
+    position within a chunk: only the file's offset and line help a user find the byte."""
+    offset = 0
+    with open(path, "rb") as fh:
+        # Line by line: a UTF-8 sequence never contains the newline byte, so lines decode alone.
+        for number, raw in enumerate(fh, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                return not_utf8(path, err, offset, number)
+            offset += len(raw)
+    return None

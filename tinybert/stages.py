@@ -114,7 +114,8 @@ STAGES: tuple[Stage, ...] = (
         ("task_distill",),
         deps={"augmented_dir": "data/augmented", "teacher_dir": "data/teacher"},
         outs={"out_dir": "data/teacher_logits"},
-        params=("task_distill.max_seq_len",),
+        # The device it runs on is the prediction step's (info.json records the one "auto" chose).
+        params=("task_distill.max_seq_len", "task_distill.prediction.device"),
         retries=1,  # it resumes from its finished parts, so a retry costs only the unfinished ones
     ),
     Stage(

@@ -438,3 +438,13 @@ def test_a_json_task_file_that_is_not_utf8_names_the_byte(tmp_path):
     src = tmp_path / "d.jsonl"
     src.write_bytes(b'{"text": "caf\xe9", "label": 1}\n')
     fails(tmp_path, src, "d.jsonl", "not UTF-8", "0xe9")
+
+
+def test_a_cp1252_csv_names_the_bad_byte_by_its_offset_and_line_in_the_file(tmp_path):
+    # The CSV reader decodes in blocks and counts positions within its block; a byte past the
+    # first block must still be found where it is in the file.
+    good = "".join(f"a good sentence number {i},1\n" for i in range(30000))
+    src = tmp_path / "reviews.csv"
+    src.write_bytes(("text,label\n" + good + "caf\u00e9 au lait,0\n").encode("cp1252"))
+    offset = len("text,label\n" + good) + 3
+    fails(tmp_path, src, f"reviews.csv: not UTF-8 text (byte 0xe9 at offset {offset}, line 30002)")

@@ -41,6 +41,14 @@ def test_dvc_repro_runs_every_stage_and_writes_every_artifact(built_repo):
     assert (built_repo / "data/evaluation/teacher_vs_student.png").stat().st_size > 1000
 
 
+def test_the_cached_teacher_logits_record_the_device_that_computed_them(built_repo):
+    import torch
+
+    # CPU and GPU logits differ in their last bits, and device: auto decides by the machine
+    info = json.loads((built_repo / "data/teacher_logits/info.json").read_text())
+    assert info["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def test_second_dvc_repro_does_nothing_and_status_is_clean(built_repo):
     assert ran_stages(run(built_repo, "dvc", "repro").stdout) == []
     assert "up to date" in run(built_repo, "dvc", "status").stdout

@@ -26,7 +26,7 @@ from tinybert.assets import resolve
 from tinybert.config import TaskConfig
 from tinybert.data.glue import GLUE_TASKS, glue_task_name, read_glue_file, split_name
 from tinybert.data.json_table import read_json_table
-from tinybert.errors import InputError, first_line
+from tinybert.errors import InputError, first_line, first_utf8_error
 from tinybert.io import atomic_dir, file_sha256, write_json, write_parquet
 
 SCHEMA = pa.schema([("id", pa.int64()), ("text", pa.string()), ("text_b", pa.string()), ("label", pa.float64())])
@@ -109,6 +109,9 @@ def load_columns(path: Path, fmt: str, text_columns: tuple[str, ...] = ()) -> tu
             if "corresponds to no data" in str(err):  # datasets' words for a file of no rows
                 raise InputError(f"{path}: no data rows (a header at most)") from None
             cause = err.__cause__ or err  # datasets wraps the parser's own, clearer error
+            if isinstance(cause, UnicodeDecodeError):
+                # The CSV reader decodes in chunks and counts the byte's position in its chunk.
+                raise first_utf8_error(path) or InputError(f"{path}: {first_line(cause)}") from None
             raise InputError(f"{path}: cannot read as {fmt}: {first_line(cause)}") from None
         return ds.to_dict(), dict(ds.features)
 

@@ -71,6 +71,8 @@ def run(cfg: TaskDistillConfig, *, augmented_dir: Path, teacher_dir: Path, out_d
             "max_seq_len": max_seq_len,
             "augmented_shards": parts,
             "teacher": teacher_digest,
+            # CPU and GPU logits differ in their last bits; "auto" leaves the choice to the machine.
+            "device": device.type,
         })
     shutil.rmtree(work, ignore_errors=True)
 
