@@ -144,7 +144,6 @@ class _TaskData:
     regression: bool
     tokenizer: object
     rows: int  # rows in the augmented set, whichever are used
-    keep: list[int]  # the augmented set's rows used, in order
     max_seq_len: int
     shards: list
     teacher_digest: str
@@ -166,7 +165,7 @@ class _TaskData:
         data = encode_task(tokenizer, rows, max_seq_len)
         pad = tokenizer.pad_token_id
         label_dtype = torch.float32 if regression else torch.long
-        task = cls(labels, regression, tokenizer, total, keep, max_seq_len, read_manifest(augmented_dir)["shards"],
+        task = cls(labels, regression, tokenizer, total, max_seq_len, read_manifest(augmented_dir)["shards"],
                    content_sha256(teacher_dir), batches=None)
 
         def collate(indices: list[int]) -> dict:
