@@ -78,6 +78,30 @@ def test_wiki_json_accepts_a_list_of_strings_or_of_objects_with_text(tmp_path, t
     }
 
 
+@pytest.mark.parametrize("indent", [None, 2])
+def test_a_wikiextractor_object_saved_as_json_is_one_document_not_a_mapping_of_titles(tmp_path, indent):
+    src = tmp_path / "page.json"
+    src.write_text(json.dumps({"id": "12", "revid": "9", "url": "https://en.wikipedia.org/wiki?curid=12",
+                               "title": "Hills", "text": "Hills are landforms higher than plains."}, indent=indent))
+    assert corpus.detect_format(src) == "wiki-json"
+    assert list(corpus.read_wiki_json(src)) == ["Hills are landforms higher than plains."]
+
+
+def test_wikiextractor_lines_saved_as_json_give_one_document_per_line(tmp_path):
+    src = tmp_path / "wiki_00.json"
+    src.write_text("".join(json.dumps({"id": str(i), "title": f"T{i}", "text": f"Document {i}."}) + "\n"
+                           for i in range(3)))
+    assert list(corpus.read_wiki_json(src)) == ["Document 0.", "Document 1.", "Document 2."]
+
+
+def test_a_mapping_of_titles_stays_one_whatever_titles_follow_the_first(tmp_path):
+    src = tmp_path / "pages.json"
+    src.write_text(json.dumps({"Paris": "Paris is a city.", "title": {"extract": "A page called title."}}))
+    assert list(corpus.read_wiki_json(src)) == ["Paris is a city.", "A page called title."]
+    src.write_text(json.dumps({"title": {"extract": "A first page called title."}, "id": "A page called id."}))
+    assert list(corpus.read_wiki_json(src)) == ["A first page called title.", "A page called id."]
+
+
 def test_wiki_json_is_streamed_with_the_documents_a_whole_file_parse_gives(tmp_path):
     """The summaries' format is read entry by entry; the documents are those of ``json.loads``."""
     rng = random.Random(0)
@@ -117,6 +141,8 @@ def test_wiki_json_accepts_a_byte_order_mark_and_leading_blanks(tmp_path):
     (b'  42', "expected a JSON object or list, found '4'"),
     (b'', "expected a JSON object or list, found an empty file"),
     (b'{"a": {"extract": "fine"}, "b": [1]}', "entry 'b' is neither a string nor an object"),
+    (b'{"id": "1", "title": "A page without its text"}', "entry 1 is neither a string nor an object"),
+    (b'{"id": "1", "text": "fine"}\n{"id": "2", "text": ', "premature EOF"),
 ])
 def test_bad_wiki_json_names_the_file_and_what_is_wrong_on_one_line(tmp_path, content, fragment):
     src = tmp_path / "pages.json"

@@ -1,8 +1,9 @@
 """Corpus stage: unlabelled text -> packed, tokenised sequences for general distillation.
 
 Sources (``CorpusConfig.format``):
-- ``wiki-json``: a JSON object of title -> {"extract": ...} (the Wikipedia summaries), or a
-  JSON list of strings or of objects with ``text``, streamed entry by entry;
+- ``wiki-json``: a JSON object of title -> {"extract": ...} (the Wikipedia summaries), a
+  JSON list of strings or of objects with ``text``, or WikiExtractor's document objects (one, or
+  one per line, in a ``.json`` file), streamed entry by entry;
 - ``jsonl``: JSON Lines, one document per line (WikiExtractor's output), streamed line by line;
 - ``text``: a ``.txt`` file, or a folder of them, with documents separated by blank lines;
 - ``wiki-dump``: a MediaWiki XML dump (``*.xml.bz2`` or plain ``.xml``), streamed page by page
@@ -114,14 +115,20 @@ def _text_files(folder: Path) -> list[Path]:
 def read_wiki_json(path: Path) -> Iterator[str]:
     """One JSON document: an object of title -> entry, or a list of entries, streamed entry by
     entry with ijson, so memory holds one entry rather than the whole file (a parsed JSON file
-    takes several times its size). A title repeated in the object is read each time it appears."""
+    takes several times its size). A title repeated in the object is read each time it appears.
+    An object whose first key is a document's field (WikiExtractor's ``id``, ``url``, ``title``,
+    ``text``) with a plain value is a document, not a mapping of titles: its entries would be its
+    id, url and title as documents of their own."""
     import ijson
 
     with open(path, "rb") as fh:
         _skip_byte_order_mark(fh)
         first = _first_non_blank(fh)
-        if first == b"{":
-            entries: Iterable = ijson.kvitems(fh, "", use_float=True)
+        if first == b"{" and _opens_as_a_document(fh):
+            # WikiExtractor's objects saved as .json: one document, or one per line.
+            entries: Iterable = enumerate(ijson.items(fh, "", multiple_values=True, use_float=True), start=1)
+        elif first == b"{":
+            entries = ijson.kvitems(fh, "", use_float=True)
         elif first == b"[":
             entries = enumerate(ijson.items(fh, "item", use_float=True))
         else:
@@ -136,6 +143,32 @@ def read_wiki_json(path: Path) -> Iterator[str]:
                     yield text
         except ijson.JSONError as err:
             raise InputError(f"{path}: not valid UTF-8 JSON: {_ijson_message(err)}") from None
+
+
+# A document object's fields, as WikiExtractor and the summaries write them.
+DOCUMENT_FIELDS = frozenset({"id", "revid", "url", "title", "text", "extract"})
+
+
+def _opens_as_a_document(fh) -> bool:
+    """Whether the JSON object at the file's position starts with a document's field holding a
+    plain value (a mapping of titles has entries, objects or strings, under titles). The file is
+    left where it was."""
+    import ijson
+
+    start = fh.tell()
+    try:
+        events = ijson.parse(fh)
+        for _prefix, event, value in events:
+            if event == "map_key":
+                _prefix, value_event, _value = next(events)
+                return value in DOCUMENT_FIELDS and value_event not in ("start_map", "start_array")
+            if event != "start_map":
+                return False
+        return False
+    except (ijson.JSONError, StopIteration):
+        return False  # the read itself reports what is wrong
+    finally:
+        fh.seek(start)
 
 
 def _skip_byte_order_mark(fh) -> int:
