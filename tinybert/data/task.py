@@ -201,29 +201,26 @@ def _not_nested(value, row: int, column: str, path: Path) -> None:
                          "(a JSON file needs one object per row)")
 
 
-def _number(value, row: int, column: str, path: Path) -> float:
+def _finite_number(value) -> float | None:
+    """An int or float, or (CSV/TSV, read as text) a string that reads as a finite one; else None.
+    True and False are not numbers here, although Python would add them."""
+    if isinstance(value, bool):
+        return None
     try:
         number = float(value)
     except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not math.isfinite(number):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _number(value, row: int, column: str, path: Path) -> float:
+    number = _finite_number(value)
+    if number is None:
         raise InputError(f"{_at(path, row)}: label {value!r} in column {column!r} is not a number")
     return number
 
 
 # ----------------------------------------------------------------------------------- labels
-def _is_number(value) -> bool:
-    """An int or float, or (CSV/TSV, read as text) a string that reads as a finite one."""
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, (int, float)):
-        return True
-    try:
-        return isinstance(value, str) and math.isfinite(float(value))
-    except ValueError:
-        return False
-
-
 def _label_key(value) -> str:
     # CSV readers turn an int column with gaps into floats: 1.0 must still be the class "1".
     if isinstance(value, float) and value.is_integer():
@@ -256,7 +253,7 @@ def encode_labels(cfg: TaskConfig, ex: Examples, path: Path, implied: list[str] 
         names = implied
     else:
         distinct = {_label_key(v): v for v in ex.labels}
-        numeric = all(_is_number(v) for v in distinct.values())
+        numeric = all(_finite_number(v) is not None for v in distinct.values())
         names = sorted(distinct, key=(lambda k: float(k)) if numeric else None)
     index = {name: k for k, name in enumerate(names)}
     encoded = []
