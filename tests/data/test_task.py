@@ -302,6 +302,23 @@ def test_numeric_class_labels_from_a_csv_sort_as_numbers(tmp_path):
     assert info["label_names"] == [str(k) for k in range(12)]  # not 0, 1, 10, 11, 2, ...
 
 
+def test_a_class_written_as_1_1dot0_or_with_blanks_around_it_is_one_class(tmp_path):
+    src = tmp_path / "d.csv"
+    src.write_text("text,label\n" + "".join(f"row {i},{[' 0', '1.0', '0', '1', '+1 '][i % 5]}\n" for i in range(40)))
+    info, splits = build(tmp_path, src)
+    assert info["label_names"] == ["0", "1"]
+    assert all(r["label"] == float(r["id"] % 5 not in (0, 2)) for rows in splits.values() for r in rows)
+
+
+def test_given_label_names_match_labels_written_another_way_and_may_not_name_a_class_twice(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], [[f"row {i}", ["1.0", " 2"][i % 2]] for i in range(20)])
+    info, splits = build(tmp_path, src, label_names=["2", "1"])
+    assert info["label_names"] == ["2", "1"]
+    assert all(r["label"] == float(r["id"] % 2 == 0) for rows in splits.values() for r in rows)
+    with pytest.raises(InputError, match=r"task.label_names: '1' and '1.0' name the same class"):
+        build(tmp_path, src, label_names=["1", "2", "1.0"])
+
+
 def test_non_numeric_regression_label_names_the_value_and_the_row(tmp_path):
     src = write_csv(tmp_path / "d.csv", ["text", "label"], [["a", 0.5], ["b", "high"], ["c", 1.5]])
     fails(tmp_path, src, "'high'", "data row 2:", "not a number", task_type="regression", metric="pearson")

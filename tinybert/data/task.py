@@ -14,6 +14,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import math
+import re
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -222,10 +223,18 @@ def _number(value, row: int, column: str, path: Path) -> float:
 
 # ----------------------------------------------------------------------------------- labels
 def _label_key(value) -> str:
-    # CSV readers turn an int column with gaps into floats: 1.0 must still be the class "1".
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value)
+    """The class a label names: its text without the blanks around it and, for a number, its
+    value. CSV/TSV columns are read as text, so "1", "1.0" and " 1" must be one class, "1", as
+    the float 1.0 of a JSON file or of an integer column with gaps is."""
+    text = str(value).strip()
+    if isinstance(value, bool):
+        return text
+    if re.fullmatch(r"[+-]?[0-9]+", text):
+        return str(int(text))  # exact however many digits
+    number = _finite_number(text)
+    if number is None:
+        return text
+    return str(int(number)) if number.is_integer() else repr(number)
 
 
 # How spreadsheets and R write a missing value. Texts keep them ("NA" can be a sentence); a label
@@ -252,10 +261,15 @@ def encode_labels(cfg: TaskConfig, ex: Examples, path: Path, implied: list[str] 
     elif implied is not None:
         names = implied
     else:
-        distinct = {_label_key(v): v for v in ex.labels}
-        numeric = all(_finite_number(v) is not None for v in distinct.values())
+        distinct = {_label_key(v) for v in ex.labels}
+        numeric = all(_finite_number(key) is not None for key in distinct)
         names = sorted(distinct, key=(lambda k: float(k)) if numeric else None)
-    index = {name: k for k, name in enumerate(names)}
+    index: dict[str, int] = {}
+    for k, name in enumerate(names):
+        other = next((n for n in names[:k] if _label_key(n) == _label_key(name)), None)
+        if other is not None:
+            raise InputError(f"task.label_names: {other!r} and {name!r} name the same class")
+        index[_label_key(name)] = k
     encoded = []
     for i, value in zip(ex.ids, ex.labels):
         key = _label_key(value)
