@@ -58,5 +58,15 @@ def test_soft_cross_entropy_averages_over_the_batch():
     assert soft_cross_entropy(both, both).item() == pytest.approx(soft_cross_entropy(one, one).item()) == pytest.approx(math.log(2))
 
 
+def test_soft_cross_entropy_under_cpu_bf16_autocast_is_computed_in_fp32():
+    student = torch.tensor([[0.1, 2.3, -1.7]], dtype=torch.bfloat16)
+    teacher = torch.tensor([[1.9, 0.2, 0.4]], dtype=torch.bfloat16)
+    exact = soft_cross_entropy(student.double(), teacher.double(), 2.0).item()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = soft_cross_entropy(student, teacher, 2.0)
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(exact, rel=1e-6)  # a bf16 log-probability is off by about 1e-3
+
+
 def test_regression_prediction_loss_is_mse_between_logits():
     assert regression_prediction_loss(torch.tensor([[1.0], [3.0]]), torch.tensor([[2.0], [3.0]])).item() == pytest.approx(0.5)

@@ -43,9 +43,12 @@ def _zero_masked(scores: torch.Tensor) -> torch.Tensor:
 
 
 def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """L_pred = -sum softmax(z^T / t) * log_softmax(z^S / t), averaged over the batch. (B, C)."""
-    targets = F.softmax(teacher_logits / temperature, dim=-1)
-    return -(targets * F.log_softmax(student_logits / temperature, dim=-1)).sum(dim=-1).mean()
+    """L_pred = -sum softmax(z^T / t) * log_softmax(z^S / t), averaged over the batch. (B, C).
+
+    Computed in fp32: CPU autocast leaves softmax in bf16 (CUDA autocast promotes it), and a
+    bf16 log-probability keeps about three significant digits."""
+    targets = F.softmax(teacher_logits.float() / temperature, dim=-1)
+    return -(targets * F.log_softmax(student_logits.float() / temperature, dim=-1)).sum(dim=-1).mean()
 
 
 def regression_prediction_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
