@@ -163,3 +163,43 @@ def test_a_word_listed_twice_keeps_its_first_vector_and_is_never_its_own_neighbo
     kv = load_glove(str(path), limit=10)
     assert kv.index_to_key == ["cat", "dog"]
     assert GloveNeighbours(kv, k=5).neighbours(["cat"]) == {"cat": ["dog"]}
+
+
+def test_the_limit_counts_rows_of_the_file_as_the_reference_reads_them_repeated_words_included(tmp_path):
+    path = tmp_path / "glove.txt"
+    path.write_text("cat 1.0 0.0\ndog 0.9 0.1\ncat 0.0 1.0\ncar 0.5 0.5\n")
+    assert load_glove(str(path), limit=3).index_to_key == ["cat", "dog"]
+
+
+def test_threads_sharing_one_small_cache_get_the_same_neighbours_as_one_thread():
+    import sys
+    import threading
+
+    rng = np.random.default_rng(0)
+    kv = KeyedVectors(vector_size=8)
+    kv.add_vectors([f"w{i}" for i in range(60)], rng.normal(size=(60, 8)).astype(np.float32))
+    expected = GloveNeighbours(kv, k=3).neighbours(list(kv.index_to_key))
+    shared = GloveNeighbours(kv, k=3, cache_words=8)
+    failures = []
+
+    def work(seed: int) -> None:
+        pick = np.random.default_rng(seed)
+        try:
+            for _ in range(1500):
+                words = [f"w{i}" for i in pick.choice(60, size=5, replace=False)]
+                assert shared.neighbours(words) == {w: expected[w] for w in words}
+        except Exception as err:  # noqa: BLE001  (reported from the main thread)
+            failures.append(repr(err))
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(6)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, inside the cache's updates too
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not failures, failures[:3]
+    assert len(shared._cache) <= 8

@@ -7,6 +7,7 @@ GloVe has no candidates.
 """
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from contextlib import nullcontext
 from pathlib import Path
@@ -23,7 +24,7 @@ def load_glove(path_or_embedded: str, limit: int) -> KeyedVectors:
     """Load the first ``limit`` word vectors from any of the supported forms.
 
     - ``embedded:glove-6b-50d`` or any folder holding one ``*.npy`` matrix and one ``*.parquet``
-      word index (column ``index``, same row order);
+      word index (its first column, same row order);
     - a GloVe text file (``word v1 v2 ...``, no header; a word2vec header line is also accepted);
     - a gensim ``.kv`` file saved with ``KeyedVectors.save``.
     """
@@ -87,6 +88,7 @@ def _read_text_vectors(path: Path, limit: int) -> KeyedVectors:
     words: list[str] = []
     vectors: list[np.ndarray] = []  # parsed row by row: strings of 100k x 300 values would take GBs
     seen: set[str] = set()
+    rows = 0
     dim = None
     # newline="\n": a stray carriage return inside a word does not end its line.
     with opener(path, "rt", encoding="utf-8-sig", newline="\n") as fh:
@@ -109,12 +111,12 @@ def _read_text_vectors(path: Path, limit: int) -> KeyedVectors:
             except ValueError:
                 raise InputError(f"augment.glove: {path}: line {number}: the vector of {word!r} "
                                  "holds a value that is not a number") from None
-            if word in seen:  # a second row would make the word its own neighbour
-                continue
-            seen.add(word)
-            words.append(word)
-            vectors.append(vector)
-            if len(words) == limit:
+            rows += 1
+            if word not in seen:  # a second row would make the word its own neighbour
+                seen.add(word)
+                words.append(word)
+                vectors.append(vector)
+            if rows == limit:  # the first ``limit`` rows, as the reference reads them
                 break
     if not words:
         raise InputError(f"augment.glove: {path} holds no word vectors")
@@ -152,25 +154,31 @@ class GloveNeighbours:
         self._stream = torch.cuda.Stream(self._unit.device) if self._unit.is_cuda else None
         if self._stream is not None:
             torch.cuda.synchronize(self._unit.device)  # the vectors are ready before that stream reads them
-        # lower-cased word -> candidates, least recently used first
+        # lower-cased word -> candidates, least recently used first. Shards on Prefect's thread
+        # runner share one instance: the lock keeps one thread from evicting a word another is
+        # reading. Searches run outside it.
         self._cache: OrderedDict[str, list[str]] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def neighbours(self, words: list[str]) -> dict[str, list[str]]:
         """Map each distinct word to its K nearest GloVe words ([] when it is not in GloVe)."""
         wanted = {w.lower() for w in words}
         found: dict[str, list[str]] = {}
-        for w in wanted & self._cache.keys():
-            self._cache.move_to_end(w)
-            found[w] = self._cache[w]
+        with self._cache_lock:
+            for w in wanted & self._cache.keys():
+                self._cache.move_to_end(w)
+                found[w] = self._cache[w]
         todo = sorted(wanted - found.keys())
         known = [w for w in todo if w in self.kv.key_to_index]
         found.update((w, []) for w in todo if w not in self.kv.key_to_index)
         for start in range(0, len(known), self.batch_size):
             found.update(self._search(known[start : start + self.batch_size]))
-        for w in todo:
-            self._cache[w] = found[w]
-        while len(self._cache) > self.cache_words:
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            for w in todo:
+                self._cache[w] = found[w]
+                self._cache.move_to_end(w)
+            while len(self._cache) > self.cache_words:
+                self._cache.popitem(last=False)
         out = {}
         for w in words:
             candidates = found[w.lower()]
