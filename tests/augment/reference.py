@@ -96,7 +96,7 @@ class ReferenceAugmenter:
     # ------------------------------------------------------------------ sampling
     def augment(self, sentence: str, rng: np.random.Generator) -> list[str]:
         words, sets = self.candidate_sets(sentence)
-        out, seen = [sentence], {sentence, " ".join(words)}
+        out, seen = [sentence], {sentence}
         for _ in range(self.n_aug):
             new = list(words)
             for i, choices in enumerate(sets):

@@ -39,15 +39,15 @@ WORDS = ["the", "cat", "sat", "on", "a", "mat", "."]
 SETS = [None, ["dog", "bird"], ["lay", "stood"], None, None, ["rug", "sofa", "bed"], None]
 
 
-def test_p_zero_keeps_only_the_original(tokenizer):
+def test_p_zero_keeps_the_original_and_at_most_its_words_joined_as_the_reference_does(tokenizer):
     out = augment_sentence(WORDS, SETS, 0.0, 20, example_rng(1, 0), original="The cat sat on a mat.")
-    assert out == ["The cat sat on a mat."]
+    assert out == ["The cat sat on a mat.", "the cat sat on a mat ."]  # not in the output yet: kept once
+    assert augment_sentence(WORDS, SETS, 0.0, 20, example_rng(1, 0)) == ["the cat sat on a mat ."]
 
 
 def test_original_text_is_first_and_kept_exactly(tokenizer):
     out = augment_sentence(WORDS, SETS, 0.4, 20, example_rng(1, 0), original="The  Cat sat on a mat.")
     assert out[0] == "The  Cat sat on a mat."
-    assert "the cat sat on a mat ." not in out  # the unchanged words never count as new
     assert len(out) == len(set(out)) and 1 < len(out) <= 21
 
 

@@ -67,12 +67,14 @@ def test_stage_writes_original_then_hand_computed_variants(tmp_path, glove_file,
         dict(variant=0, source_id=10, text="The cat sat on the unbelievably soft mat.", text_b=None, label=1.0, is_original=True),
         dict(variant=1, source_id=10, text="the dog dog on the incredibly dog dog .", text_b=None, label=1.0, is_original=False),
         dict(variant=0, source_id=11, text="42 !!", text_b=None, label=0.0, is_original=True),
+        # Nothing to replace, but the words joined are not yet in the output: the reference keeps them.
+        dict(variant=1, source_id=11, text="42 ! !", text_b=None, label=0.0, is_original=False),
         dict(variant=0, source_id=12, text="Stupid zyxqv.", text_b=None, label=0.5, is_original=True),
         dict(variant=1, source_id=12, text="dog zyxqv .", text_b=None, label=0.5, is_original=False),
     ]
-    assert manifest["rows"] == 5 and set(stage.MANIFEST_KEYS) <= manifest.keys()
+    assert manifest["rows"] == 6 and set(stage.MANIFEST_KEYS) <= manifest.keys()
     assert {k: manifest[k] for k in ("p_t", "n_aug", "k", "seed", "source_rows", "generated_rows")} == \
-        dict(p_t=1.0, n_aug=5, k=1, seed=42, source_rows=3, generated_rows=2)
+        dict(p_t=1.0, n_aug=5, k=1, seed=42, source_rows=3, generated_rows=3)
     assert (manifest["words_mlm"], manifest["words_glove"], manifest["words_itself"]) == (5, 1, 1)
 
 
@@ -98,10 +100,15 @@ def test_auto_n_aug_takes_the_references_value_for_the_task(tmp_path, glove_file
     assert 6 < manifest["rows"] <= n_aug + 1  # more than a small N_a gives: up to N_a + 1 rows
 
 
-def test_p_zero_keeps_only_original_rows(tmp_path, glove_file, mlm_dir):
+def test_p_zero_adds_to_each_original_only_its_words_joined_when_written_otherwise(tmp_path, glove_file, mlm_dir):
     table, manifest = run(tmp_path, glove_file, mlm_dir, p_t=0.0, k=5, n_aug=20)
-    assert table.column("is_original").to_pylist() == [True] * 3
-    assert manifest["generated_rows"] == 0
+    assert [(r["text"], r["is_original"]) for r in table.to_pylist()] == [
+        ("The cat sat on the unbelievably soft mat.", True), ("the cat sat on the unbelievably soft mat .", False),
+        ("42 !!", True), ("42 ! !", False), ("Stupid zyxqv.", True), ("stupid zyxqv .", False)]
+    assert manifest["generated_rows"] == 3
+    rows = [("the cat sat .", None, 1.0, 1)]  # already written as its words joined: nothing new
+    table, manifest = run(tmp_path / "joined", glove_file, mlm_dir, rows=rows, p_t=0.0, k=5, n_aug=20)
+    assert table.column("text").to_pylist() == ["the cat sat ."] and manifest["generated_rows"] == 0
 
 
 def test_max_examples_augments_the_first_rows_and_keeps_the_rest_as_originals(tmp_path, glove_file, mlm_dir):
@@ -111,7 +118,7 @@ def test_max_examples_augments_the_first_rows_and_keeps_the_rest_as_originals(tm
     originals = [sid for sid, orig in zip(table.column("source_id").to_pylist(), table.column("is_original").to_pylist()) if orig]
     assert originals == sorted(originals) and len(originals) == manifest["source_rows"] > 2
     assert manifest["augmented_rows"] == 2
-    assert manifest["rows"] == 13  # two input rows in the first shard: 1+11 rows, then 1
+    assert manifest["rows"] == 14  # first shard: 2 originals and 11 new rows (one is "42 ! !"); then 1 original
 
 
 def test_output_bytes_do_not_depend_on_shard_size_or_worker_count(tmp_path, glove_file, mlm_dir, monkeypatch):

@@ -84,12 +84,13 @@ def augment_sentence(
     """The original sentence followed by up to ``n_aug`` distinct new sentences.
 
     ``original`` (default: the words joined by spaces) is returned as given as the first row;
-    a new sentence equal to it, to the joined original words or to an earlier one is dropped.
+    a new sentence already in the output, the original included, is dropped. As in the
+    reference, a try that replaces nothing gives the original's words joined by spaces: a new
+    row when the original was written otherwise ("The cat sat." -> "the cat sat .").
     """
-    joined = " ".join(words)
-    first = joined if original is None else original
+    first = " ".join(words) if original is None else original
     out = [first]
-    seen = {first, joined}
+    seen = {first}
     positions = [i for i, c in enumerate(candidate_sets) if c is not None]
     for _ in range(n_aug):
         new = list(words)
