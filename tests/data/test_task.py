@@ -84,6 +84,14 @@ def test_movie_reviews_file_is_auto_detected_by_its_header_and_zero_scores_are_d
     assert labels == {0: 1.0, 1: 0.0, 3: 1.0, 4: 0.0, 5: 1.0, 6: 0.0, 8: 1.0, 9: 0.0}
 
 
+def test_a_movie_reviews_file_saved_with_a_byte_order_mark_is_still_recognised_by_its_header(tmp_path):
+    rows = [[i + 1, [1.5, -2.0][i % 2], f"review {i} text"] for i in range(10)]
+    src = write_csv(tmp_path / "snippets.txt", ["id", "sentiment", "text"], rows, delimiter="\t")
+    src.write_bytes(b"\xef\xbb\xbf" + src.read_bytes())
+    info, splits = build(tmp_path, src)
+    assert info["label_names"] == ["negative", "positive"] and sum(info["rows"].values()) == 10
+
+
 def test_movie_reviews_as_regression_keeps_every_score_as_the_label(tmp_path):
     rows = [[i + 1, score, f"review {i}"] for i, score in enumerate([2.5, -1.0, 0, 1.25, -3])]
     src = write_csv(tmp_path / "snippets.tsv", ["id", "sentiment", "text"], rows, delimiter="\t")

