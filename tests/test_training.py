@@ -44,6 +44,14 @@ def test_interrupted_training_resumes_to_the_same_weights_and_curve(tmp_path, mo
         assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_the_log_gives_each_step_the_learning_rate_it_was_taken_with(tmp_path):
+    # Linear warm-up over 2 of 8 steps, then linear decay; the first step is taken at lr 0, as
+    # the reference's BertAdam takes it (its schedule reads the step count before counting it).
+    _, log = _run(tmp_path, SCHEDULE.model_copy(update={"warmup_ratio": 0.25}))
+    factors = [0.0, 0.5, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6]
+    assert [row["lr"] for row in log] == pytest.approx([SCHEDULE.lr * f for f in factors])
+
+
 def test_loss_goes_down_on_a_learnable_problem(tmp_path):
     _, log = _run(tmp_path, SCHEDULE.model_copy(update={"epochs": 10}))
     assert log[-1]["loss"] < 0.5 * log[0]["loss"]

@@ -4,9 +4,9 @@ A stage supplies the modules to optimise, a loss function of (batch, step) and a
 source; the loop owns optimisation, the warm-up schedule, progress lines, the loss log and
 checkpoints holding model, optimizer, scheduler and RNG state plus the data position.
 
-The data order of epoch e is a permutation seeded by (seed, e), and any randomness inside a
-step must be derived from the step number, so a resumed run continues exactly where the
-interrupted one stopped: same batches, same dropout stream, a loss curve without a jump.
+The data order of epoch e is a permutation seeded by (seed, e), and a checkpoint restores
+every process's random state (dropout draws from it), so a resumed run continues exactly where
+the interrupted one stopped: same batches, same dropout stream, a loss curve without a jump.
 """
 from __future__ import annotations
 
@@ -217,11 +217,12 @@ def train(
         runtime.average_gradients(params, weight)  # before unscaling, so every process skips the same inf steps
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(params, schedule.max_grad_norm)
+        lr = scheduler.get_last_lr()[0]  # this step's; after scheduler.step() it is the next one's
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
         done_here += 1
-        pending.append((step + 1, scheduler.get_last_lr()[0], weight, {"loss": loss.detach(), **parts}))
+        pending.append((step + 1, lr, weight, {"loss": loss.detach(), **parts}))
 
         log_now = (step + 1) % schedule.log_every == 0 or step + 1 == steps
         checkpoint_now = (step + 1) % schedule.checkpoint_every == 0 and step + 1 < steps

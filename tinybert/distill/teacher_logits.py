@@ -3,7 +3,10 @@
 The prediction step of task distillation needs only these logits from the teacher (z^T in
 L_pred). Computing them here makes them a versioned artifact: every epoch and every ablation
 that reuses the same augmented set and teacher reads them instead of running the teacher again.
-The teacher runs in eval mode, so the logits are the ones the step would compute itself.
+The teacher runs in eval mode and in fp32, so the logits are the ones a live fp32 teacher gives,
+up to the last bits (the live teacher runs the eager attention that exposes its scores). A
+step under bf16/fp16 autocast (and ``one_step``, which runs the teacher live) sees its own
+rounding instead.
 """
 from __future__ import annotations
 
