@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -24,7 +23,7 @@ from transformers.utils import logging as hf_logging
 
 import tinybert  # noqa: F401  (offline defaults)
 from tinybert.config import StudentShape
-from tinybert.evaluate import throughput
+from tinybert.evaluate import forward_seconds, random_batch, throughput
 from tinybert.models import student_config
 
 BERT_BASE = BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
@@ -83,26 +82,11 @@ def paired_ratios(teacher, student, args) -> list[float]:
     shared host whose load drifts between the two, their ratio drifts with it (13x to 17x on the
     same day here). Back to back, both see nearly the same load, and the median of the rounds
     shows what the load leaves of the ratio."""
-    generator = torch.Generator().manual_seed(0)
     vocab = min(teacher.config.vocab_size, student.config.vocab_size)
-    ids = torch.randint(1000, vocab, (args.batch, args.length), generator=generator).to(args.device)
-    mask = torch.ones_like(ids)
-    cuda = args.device.startswith("cuda")
-
-    def seconds(model) -> float:
-        if cuda:
-            torch.cuda.synchronize()
-        began = time.perf_counter()
-        model(input_ids=ids, attention_mask=mask)
-        if cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter() - began
-
-    ratios = []
+    inputs = random_batch(vocab, args.batch, args.length, args.device)
     with torch.inference_mode():
-        for _ in range(args.paired_rounds):
-            ratios.append(seconds(teacher) / min(seconds(student) for _ in range(3)))
-    return ratios
+        return [forward_seconds(teacher, inputs) / min(forward_seconds(student, inputs) for _ in range(3))
+                for _ in range(args.paired_rounds)]
 
 
 if __name__ == "__main__":

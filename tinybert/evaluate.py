@@ -37,25 +37,34 @@ def predict(model, tokenizer, rows: dict, max_seq_len: int, batch_size: int, reg
 
 
 @torch.inference_mode()
+def random_batch(vocab_size: int, batch: int, seq_len: int, device: str = "cpu") -> dict:
+    """A fixed batch of token ids (seeded, above the special tokens), every position attended:
+    speed does not depend on which tokens they are."""
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, vocab_size, (batch, seq_len), generator=generator).to(device)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def forward_seconds(model, inputs: dict) -> float:
+    """Wall time of one forward of ``inputs``."""
+    cuda = inputs["input_ids"].device.type == "cuda"
+    if cuda:  # GPU work is asynchronous: time it finished, not launched
+        torch.cuda.synchronize()
+    began = time.perf_counter()
+    model(**inputs)
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - began
+
+
 def throughput(model, vocab_size: int, batch: int, seq_len: int, repeats: int, device: str = "cpu") -> float:
     """Examples per second, model as users load it (default attention), inference mode, best
     of ``repeats`` timed forwards after one warm-up."""
     model.eval().to(device)
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(1000, vocab_size, (batch, seq_len), generator=generator).to(device)
-    mask = torch.ones_like(ids)
-    cuda = torch.device(device).type == "cuda"
-    best = float("inf")
+    inputs = random_batch(vocab_size, batch, seq_len, device)
     with torch.inference_mode():
-        model(input_ids=ids, attention_mask=mask)  # warm-up
-        for _ in range(repeats):
-            if cuda:  # GPU work is asynchronous: time it finished, not launched
-                torch.cuda.synchronize()
-            began = time.perf_counter()
-            model(input_ids=ids, attention_mask=mask)
-            if cuda:
-                torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - began)
+        model(**inputs)  # warm-up
+        best = min(forward_seconds(model, inputs) for _ in range(repeats))
     return batch / best
 
 
