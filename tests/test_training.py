@@ -1,9 +1,11 @@
+import math
+
 import pytest
 import torch
 
 from tests.training_helpers import fit
 from tinybert.config import TrainSchedule
-from tinybert.training import INTERRUPT_ENV, BatchSource, SimulatedInterruption, checkpoint_dir, total_steps, write_log
+from tinybert.training import INTERRUPT_ENV, BatchSource, SimulatedInterruption, checkpoint_dir, total_steps, train, write_log
 
 
 def _setup():
@@ -50,6 +52,32 @@ def test_the_log_gives_each_step_the_learning_rate_it_was_taken_with(tmp_path):
     _, log = _run(tmp_path, SCHEDULE.model_copy(update={"warmup_ratio": 0.25}))
     factors = [0.0, 0.5, 1.0, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6]
     assert [row["lr"] for row in log] == pytest.approx([SCHEDULE.lr * f for f in factors])
+
+
+def test_weight_decay_spares_biases_and_layer_norm_weights_as_the_reference_does(tmp_path):
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dense = torch.nn.Linear(3, 3)
+            self.LayerNorm = torch.nn.LayerNorm(3)  # the name BERT gives it
+
+        def forward(self, x):
+            return self.LayerNorm(self.dense(x))
+
+    torch.manual_seed(0)
+    block = Block()
+    before = {name: p.detach().clone() for name, p in block.named_parameters()}
+    source = BatchSource(4, lambda idx: {"x": torch.ones(len(idx), 3)})
+    log = train(name="t", modules={"block": block}, param_groups=[{"params": list(block.parameters())}],
+                loss_fn=lambda batch, step: (0.0 * block(batch["x"]).sum(), {}),  # no gradient: only the decay moves
+                batches=source, schedule=TrainSchedule(max_steps=3, batch_size=4, lr=0.1, weight_decay=0.5),
+                checkpoint_to=tmp_path)
+    after = dict(block.named_parameters())
+    shrink = math.prod(1 - row["lr"] * 0.5 for row in log)  # AdamW's decoupled decay, step by step
+    assert shrink < 0.95
+    assert torch.allclose(after["dense.weight"], before["dense.weight"] * shrink)
+    for name in ("dense.bias", "LayerNorm.weight", "LayerNorm.bias"):
+        assert torch.equal(after[name], before[name]), name
 
 
 def test_loss_goes_down_on_a_learnable_problem(tmp_path):

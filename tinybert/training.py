@@ -167,7 +167,7 @@ def train(
     for module in modules.values():
         module.to(runtime.device)  # keeps Parameter identity: param_groups stay valid
     steps = total_steps(batches.num_examples, schedule)
-    optimizer = torch.optim.AdamW(param_groups, lr=schedule.lr, weight_decay=schedule.weight_decay)
+    optimizer = torch.optim.AdamW(decay_groups(param_groups, modules), lr=schedule.lr, weight_decay=schedule.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(schedule.warmup_ratio * steps), steps)
     scaler = runtime.grad_scaler()
     params = [p for group in param_groups for p in group["params"]]
@@ -248,6 +248,27 @@ def train(
         # Back on the CPU, where the stages' own evaluation and saving code expects them.
         module.eval().to("cpu")
     return log
+
+
+# The reference's (and BERT's) optimizer leaves these out of weight decay: a parameter whose name
+# holds one of them.
+NO_DECAY = ("bias", "LayerNorm.bias", "LayerNorm.weight")
+
+
+def decay_groups(param_groups: Sequence[dict], modules: dict[str, nn.Module]) -> list[dict]:
+    """Each group split in two, as the reference's optimizer groups them: its parameters under
+    the schedule's weight decay, and its biases and LayerNorm weights (named in ``modules``)
+    with none. Empty groups are dropped."""
+    names = {id(p): name for module in modules.values() for name, p in module.named_parameters()}
+    groups = []
+    for group in param_groups:
+        params = list(group["params"])
+        spared = [any(part in names.get(id(p), "") for part in NO_DECAY) for p in params]
+        exempt = [p for p, spare in zip(params, spared) if spare]
+        decayed = [p for p, spare in zip(params, spared) if not spare]
+        groups += [{**group, "params": decayed}] if decayed else []
+        groups += [{**group, "params": exempt, "weight_decay": 0.0}] if exempt else []
+    return groups
 
 
 def _interrupt_step(name: str) -> int:
