@@ -9,8 +9,8 @@ import torch
 from tinybert.batching import Encoded
 
 
-def _padded_one_by_one(rows: list[list[int]], pad: int) -> list[list[int]]:
-    width = max(len(r) for r in rows)
+def _padded_one_by_one(rows: list[list[int]], pad: int, width: int | None = None) -> list[list[int]]:
+    width = max(len(r) for r in rows) if width is None else width
     return [r + [pad] * (width - len(r)) for r in rows]
 
 
@@ -28,6 +28,16 @@ def test_a_batch_is_its_examples_padded_to_the_longest_with_a_mask():
         assert batch["attention_mask"].tolist() == _padded_one_by_one([[1] * len(r) for r in rows], 0)
         assert batch["labels"].tolist() == [float(i % 3) for i in chosen]
         assert all(t.dtype == torch.long for k, t in batch.items() if k != "labels")
+
+
+def test_padding_to_max_length_gives_every_batch_the_same_width_as_the_reference_does():
+    ids = [[5, 6], [5, 6, 7, 8], [9]]
+    data = Encoded(ids, [[0] * len(r) for r in ids])
+    batch = data.collate([0, 2], pad_id=0, width=6)
+    assert batch["input_ids"].tolist() == _padded_one_by_one([ids[0], ids[2]], 0, width=6)
+    assert batch["attention_mask"].tolist() == [[1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]]
+    with pytest.raises(ValueError, match="cannot pad to 3 tokens an example of 4"):
+        data.collate([1], width=3)
 
 
 def test_without_segment_ids_or_labels_segments_are_zero_and_no_labels_are_given():

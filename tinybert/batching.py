@@ -29,12 +29,16 @@ class Encoded:
     def lengths(self) -> list[int]:
         return [len(ids) for ids in self.input_ids]
 
-    def collate(self, indices: list[int], pad_id: int = 0, label_dtype=torch.long) -> dict:
-        """Pad the chosen examples to the longest among them (dynamic padding)."""
+    def collate(self, indices: list[int], pad_id: int = 0, label_dtype=torch.long, width: int | None = None) -> dict:
+        """Pad the chosen examples to ``width`` or, by default, to the longest among them
+        (dynamic padding)."""
         packed = self._packed
         chosen = torch.as_tensor(indices, dtype=torch.long)
         lengths = packed.lengths[chosen]
-        width = int(lengths.max()) if len(chosen) else 0
+        longest = int(lengths.max()) if len(chosen) else 0
+        if width is not None and width < longest:
+            raise ValueError(f"cannot pad to {width} tokens an example of {longest}")
+        width = longest if width is None else width
         positions = torch.arange(width)
         inside = positions < lengths[:, None]
         # Each row's tokens read from the flat tensor in one gather; positions past a row's end

@@ -187,6 +187,11 @@ class MatchSettings(Section):
     # "strict": a student whose head count differs from the teacher's is refused while the
     # attention loss is on. "mean": compare head-averaged score maps instead (both sides).
     attention_heads: Literal["strict", "mean"] = "strict"
+    # "longest": each batch is padded to its longest example, about half the compute on short
+    # sentences. "max_length": every batch is padded to the stage's maximum length, as the
+    # reference does, so each MSE averages over the same elements as the reference's (padded
+    # positions' hidden states and attention rows included) whatever an example's batch-mates.
+    padding: Literal["longest", "max_length"] = "longest"
 
     @field_validator("mapping")
     @classmethod

@@ -45,6 +45,27 @@ def test_default_runs_the_reference_two_steps_on_the_augmented_set(built_repo, t
     assert report["training_rows"] == augmented_rows(built_repo)[0]
 
 
+def test_padding_to_max_length_gives_every_batch_the_stage_s_maximum_width(built_repo, tmp_path):
+    from tinybert.config import load_params
+    from tinybert.distill.general import corpus_batches
+    from tinybert.distill.task import _TaskData
+
+    params = load_params(built_repo / "params.yaml")
+    max_len = json.loads((built_repo / "data/corpus/manifest.json").read_text())["max_seq_len"]
+    corpus = corpus_batches(built_repo / "data/corpus", "max_length", 0)
+    assert {corpus.batch(params.general_distill.train, step)["input_ids"].shape[1] for step in range(6)} == {max_len}
+
+    def task_widths(padding: str) -> tuple[set[int], int]:
+        cfg = params.task_distill.model_copy(update={"padding": padding})
+        task = _TaskData.read(cfg, built_repo / "data/task", built_repo / "data/augmented", built_repo / "data/teacher")
+        return {task.batches.batch(cfg.intermediate, step)["input_ids"].shape[1] for step in range(6)}, task.max_seq_len
+
+    (longest, max_seq_len), (padded, _) = task_widths("longest"), task_widths("max_length")
+    assert padded == {max_seq_len} and min(longest) < max_seq_len
+    report = distill_with(built_repo, tmp_path, padding="max_length")
+    assert report["intermediate_steps"] > 0 and report["prediction_steps"] > 0
+
+
 def test_without_data_augmentation_only_original_rows_are_used(built_repo, tmp_path):
     report = distill_with(built_repo, tmp_path, augmented_data=False)
     total, originals = augmented_rows(built_repo)

@@ -27,9 +27,7 @@ def run(backbone: BackboneConfig, cfg: GeneralDistillConfig, switches: Objective
     if not objective.matches:
         raise InputError("general distillation has every loss switched off (objective.losses, general_distill.weights); "
                          "nothing to distil")
-    data = encode_corpus(corpus_dir)
-    pad = tokenizer.pad_token_id
-    batches = BatchSource(len(data), lambda idx: data.collate(idx, pad_id=pad))
+    batches = corpus_batches(corpus_dir, cfg.padding, tokenizer.pad_token_id)
     ckpt = checkpoint_dir("general-distill", cfg.model_dump(), content_sha256(resolve(backbone.model)), manifest["shards"],
                           module=__name__)
     log = distill(
@@ -45,9 +43,16 @@ def run(backbone: BackboneConfig, cfg: GeneralDistillConfig, switches: Objective
         "matches": [m.__dict__ for m in objective.matches],
         "teacher": backbone.model,
         "student_parameters": parameter_count(student),
-        "corpus_sequences": len(data),
+        "corpus_sequences": batches.num_examples,
         "steps": len(log),
         "final_loss": log[-1]["loss"],
     }
     publish_trained_model(out_dir, student, tokenizer, {"train_log": log}, report, ckpt,
                           tensor_files={PROJECTIONS_FILE: objective.projection_tensors()})
+
+
+def corpus_batches(corpus_dir: Path, padding: str, pad_id: int) -> BatchSource:
+    """The corpus's sequences, batched and padded as ``padding`` says (``MatchSettings.padding``)."""
+    data = encode_corpus(corpus_dir)
+    width = read_manifest(corpus_dir)["max_seq_len"] if padding == "max_length" else None
+    return BatchSource(len(data), lambda indices: data.collate(indices, pad_id=pad_id, width=width))

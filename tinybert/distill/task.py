@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
 
@@ -143,47 +144,60 @@ class _TaskData:
     labels: dict
     regression: bool
     tokenizer: object
-    rows: int  # rows in the augmented set, whichever are used
+    rows: dict  # the columns of the rows used
+    kept: list[int]  # each used row's place in the augmented set, where its cached teacher logits are
+    augmented_rows: int
     max_seq_len: int
+    pad_to_max_length: bool
     shards: list
     teacher_digest: str
-    batches: BatchSource
     cached_logits: torch.Tensor | None = None
 
     @classmethod
     def read(cls, cfg: TaskDistillConfig, task_dir: Path, augmented_dir: Path, teacher_dir: Path) -> "_TaskData":
         labels = read_task_labels(task_dir)
-        regression = labels["task_type"] == "regression"
-        tokenizer = load_tokenizer(teacher_dir, "teacher")
         rows = read_sharded(augmented_dir, ["text", "text_b", "label", "is_original"]).to_pydict()
         total = len(rows["text"])
-        keep = list(range(total))
+        kept = list(range(total))
         if not cfg.augmented_data:
-            keep = [i for i in keep if rows["is_original"][i]]
-            rows = {key: [values[i] for i in keep] for key, values in rows.items()}
-        max_seq_len = task_defaults.max_seq_len(cfg.max_seq_len, pairs=bool(labels.get("text_b")))
-        data = encode_task(tokenizer, rows, max_seq_len)
-        pad = tokenizer.pad_token_id
-        label_dtype = torch.float32 if regression else torch.long
-        task = cls(labels, regression, tokenizer, total, max_seq_len, read_manifest(augmented_dir)["shards"],
-                   content_sha256(teacher_dir), batches=None)
+            kept = [i for i in kept if rows["is_original"][i]]
+            rows = {key: [values[i] for i in kept] for key, values in rows.items()}
+        return cls(
+            pad_to_max_length=cfg.padding == "max_length",
+            labels=labels,
+            regression=labels["task_type"] == "regression",
+            tokenizer=load_tokenizer(teacher_dir, "teacher"),
+            rows=rows,
+            kept=kept,
+            augmented_rows=total,
+            max_seq_len=task_defaults.max_seq_len(cfg.max_seq_len, pairs=bool(labels.get("text_b"))),
+            shards=read_manifest(augmented_dir)["shards"],
+            teacher_digest=content_sha256(teacher_dir),
+        )
+
+    @cached_property
+    def batches(self) -> BatchSource:
+        # Encoded on first use: the first stage of w/o TD trains nothing and never asks.
+        encoded = encode_task(self.tokenizer, self.rows, self.max_seq_len)
+        pad = self.tokenizer.pad_token_id
+        label_dtype = torch.float32 if self.regression else torch.long
+        width = self.max_seq_len if self.pad_to_max_length else None
 
         def collate(indices: list[int]) -> dict:
-            batch = data.collate(indices, pad_id=pad, label_dtype=label_dtype)
-            if task.cached_logits is not None:
-                batch["teacher_logits"] = task.cached_logits[[keep[i] for i in indices]]
+            batch = encoded.collate(indices, pad_id=pad, label_dtype=label_dtype, width=width)
+            if self.cached_logits is not None:
+                batch["teacher_logits"] = self.cached_logits[[self.kept[i] for i in indices]]
             return batch
 
-        task.batches = BatchSource(len(data), collate, data.lengths)
-        return task
+        return BatchSource(len(encoded), collate, encoded.lengths)
 
     def attach_teacher_logits(self, logits_dir: Path, augmented_dir: Path) -> None:
         """Batches carry the teacher's cached logits from now on (checked against these rows)."""
-        self.cached_logits = load_teacher_logits(logits_dir, rows=self.rows, max_seq_len=self.max_seq_len,
+        self.cached_logits = load_teacher_logits(logits_dir, rows=self.augmented_rows, max_seq_len=self.max_seq_len,
                                                  augmented_dir=augmented_dir, teacher_digest=self.teacher_digest)
 
     def report(self) -> dict:
-        return {"training_rows": self.batches.num_examples, "max_seq_len": self.max_seq_len}
+        return {"training_rows": len(self.kept), "max_seq_len": self.max_seq_len}
 
 
 def _student(general_dir: Path, num_labels: int, *, pretrained: bool):
