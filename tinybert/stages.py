@@ -87,8 +87,11 @@ STAGES: tuple[Stage, ...] = (
         outs={"out_dir": "data/augmented"},
         retries=1,
         sharded=True,
-        # Not augment.workers or shard_rows: the output does not depend on them.
-        params=tuple(f"augment.{key}" for key in AugmentConfig.model_fields if key not in ("workers", "shard_rows")),
+        # Not how the work is cut (workers, shard_rows) or batched (batch_size, batch_tokens): the
+        # output does not depend on them (README, "Sharded stages"), and raising a batch for a GPU
+        # should not rebuild everything downstream.
+        params=tuple(f"augment.{key}" for key in AugmentConfig.model_fields
+                     if key not in ("workers", "shard_rows", "batch_size", "batch_tokens")),
     ),
     Stage(
         "teacher",

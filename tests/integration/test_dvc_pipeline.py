@@ -124,6 +124,18 @@ def test_changing_one_parameter_reruns_that_stage_and_its_dependents_only(built_
     run(built_repo, "dvc", "repro")
 
 
+def test_how_augmentation_is_cut_or_batched_is_no_reason_to_rebuild(built_repo):
+    # Its output does not depend on them (test_stage: the same bytes for other shard sizes and workers).
+    before = (built_repo / "params.yaml").read_text()
+    for dotted, value in (("augment.workers", 2), ("augment.shard_rows", 3), ("augment.batch_size", 7),
+                          ("augment.batch_tokens", 4096)):
+        set_param(built_repo, dotted, value)
+    try:
+        assert ran_stages(run(built_repo, "dvc", "repro").stdout) == []
+    finally:
+        (built_repo / "params.yaml").write_text(before)
+
+
 def test_a_prediction_step_setting_reruns_the_prediction_step_not_the_intermediate_one(built_repo):
     # The reference's two steps are two stages: the intermediate student is reused.
     before = (built_repo / "data/intermediate_student/model.safetensors").read_bytes()
