@@ -36,7 +36,6 @@ def predict(model, tokenizer, rows: dict, max_seq_len: int, batch_size: int, reg
     return (logits.squeeze(-1) if regression else logits.argmax(-1)).numpy()
 
 
-@torch.inference_mode()
 def random_batch(vocab_size: int, batch: int, seq_len: int, device: str = "cpu") -> dict:
     """A fixed batch of token ids (seeded, above the special tokens), every position attended:
     speed does not depend on which tokens they are."""
@@ -57,6 +56,7 @@ def forward_seconds(model, inputs: dict) -> float:
     return time.perf_counter() - began
 
 
+@torch.inference_mode()
 def throughput(model, vocab_size: int, batch: int, seq_len: int, repeats: int, device: str = "cpu") -> float:
     """Examples per second, model as users load it (default attention), inference mode, best
     of ``repeats`` timed forwards after one warm-up."""

@@ -266,10 +266,10 @@ def encode_labels(cfg: TaskConfig, ex: Examples, path: Path, implied: list[str] 
         names = sorted(distinct, key=(lambda k: float(k)) if numeric else None)
     index: dict[str, int] = {}
     for k, name in enumerate(names):
-        other = next((n for n in names[:k] if _label_key(n) == _label_key(name)), None)
-        if other is not None:
-            raise InputError(f"task.label_names: {other!r} and {name!r} name the same class")
-        index[_label_key(name)] = k
+        key = _label_key(name)
+        if key in index:
+            raise InputError(f"task.label_names: {names[index[key]]!r} and {name!r} name the same class")
+        index[key] = k
     encoded = []
     for i, value in zip(ex.ids, ex.labels):
         key = _label_key(value)
