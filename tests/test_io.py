@@ -127,3 +127,37 @@ def test_outputs_get_the_permissions_of_a_plain_mkdir_and_open_not_private_tempo
     dir_mode, file_mode = mode(tmp_path / "plain_dir"), mode(tmp_path / "plain_file")
     assert mode(tmp_path / "out") == mode(tmp_path / "out" / "sub") == dir_mode
     assert mode(tmp_path / "out" / "sub" / "weights.bin") == mode(tmp_path / "one.json") == file_mode
+
+
+def test_an_output_reaches_the_disk_before_it_takes_its_name_and_its_folder_entry_after(tmp_path, monkeypatch):
+    # A rename alone survives a killed process; after a power loss the new name could point at
+    # blocks never written, and a resumed run would trust an empty checkpoint or shard.
+    import os
+    from pathlib import Path
+
+    from tinybert import io
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("flush", Path(os.readlink(f"/proc/self/fd/{fd}")).name))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("rename", Path(dst).name))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "fsync", fsync)
+    monkeypatch.setattr(io.os, "replace", replace)
+    with io.atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "weights.bin").write_bytes(b"x")
+    with io.atomic_file(tmp_path / "one.json") as tmp:
+        tmp.write_text("{}")
+
+    for name, contents in (("out", "weights.bin"), ("one.json", None)):
+        renamed = events.index(("rename", name))
+        flushed_before = [n for kind, n in events[:renamed] if kind == "flush"]
+        assert contents is None or contents in flushed_before
+        assert flushed_before, f"{name} was renamed before anything was flushed"
+        assert ("flush", tmp_path.name) in events[renamed:]

@@ -41,7 +41,9 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
         raise
     try:
         _apply_umask(tmp)
+        _sync(tmp)
         _replace_dir(tmp, final)
+        _sync(final.parent, recursive=False)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already unless the replacement failed
 
@@ -78,7 +80,35 @@ def atomic_file(final: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _apply_umask(tmp)
+    _sync(tmp)
     os.replace(tmp, final)
+    _sync(final.parent, recursive=False)
+
+
+def _sync(path: Path, recursive: bool = True) -> None:
+    """Flush ``path`` (and, for a folder, everything below it) to the disk.
+
+    The contents are flushed before the rename and the parent folder after it: a rename alone
+    survives a killed process, but after a power loss the new name may point at blocks that were
+    never written, and a resumed run would trust an empty checkpoint or shard.
+    """
+    items = [path, *(path.rglob("*") if recursive and path.is_dir() else ())]
+    for item in reversed(items):  # entries before the folders that list them
+        if item.is_symlink():
+            continue
+        try:
+            fd = os.open(item, os.O_RDONLY)
+        except OSError:
+            if item.is_dir():
+                continue  # some systems cannot open a folder; its entries were flushed anyway
+            raise
+        try:
+            os.fsync(fd)
+        except OSError:
+            if not item.is_dir():
+                raise
+        finally:
+            os.close(fd)
 
 
 def _apply_umask(path: Path) -> None:

@@ -27,6 +27,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from tinybert.code_deps import code_sha256
 from tinybert.config import TrainSchedule
+from tinybert.io import atomic_file
 from tinybert.runtime import Runtime, is_main_process
 
 CHECKPOINT_FILE = "state.pt"
@@ -317,21 +318,19 @@ def _set_rng_state(state: dict, runtime: Runtime) -> None:
 
 def _save_checkpoint(path: Path, modules, optimizer, scheduler, scaler, rng: list[dict], step: int,
                      log: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "modules": {key: module.state_dict() for key, module in modules.items()},
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": rng,  # one random state per process, in rank order
-            "step": step,
-            "log": log,
-        },
-        tmp,
-    )
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        torch.save(
+            {
+                "modules": {key: module.state_dict() for key, module in modules.items()},
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "rng": rng,  # one random state per process, in rank order
+                "step": step,
+                "log": log,
+            },
+            tmp,
+        )
 
 
 def write_log(log: list[dict], path: Path) -> None:
