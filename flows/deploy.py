@@ -38,6 +38,9 @@ def main() -> None:
     pipeline.serve(
         name=args.name,
         parameters={"repo_root": str(Path(args.repo).resolve()), "params": args.params},
+        # One run at a time: two runs in one folder would publish the same outputs and drop each
+        # other's checkpoints; a run due while one is going waits for it.
+        limit=1,
         **schedule,
     )
 

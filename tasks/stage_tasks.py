@@ -17,11 +17,46 @@ from tinybert.runtime import PROCESSES_ENV
 from tinybert.stages import BY_NAME, run_stage
 
 
-def stage_is_up_to_date(repo_root: Path, name: str) -> bool:
+def retry_unless_bad_input(task, task_run, state) -> bool:
+    """Prefect's retry condition: a lock held elsewhere or a failing disk may pass on a second
+    try; bad input fails the same way again, so its one-line error should come at once."""
+    return not isinstance(state.data, InputError)
+
+
+# How long a check or a commit waits for DVC's lock, held by another dvc command in the same
+# repository (DVC's own wait is 3 s).
+LOCK_WAIT_S = 600.0
+
+
+def _waiting_for_lock(name: str, doing: str, action, wait_s: float | None = None, poll_s: float = 2.0):
+    """``action()``, retried while another dvc command holds the repository's lock: a
+    ``dvc status`` in another shell should not fail a flow run (or make Prefect's retry train a
+    stage again after its outputs are published)."""
+    from dvc.lock import LockError
+
+    deadline = time.monotonic() + (LOCK_WAIT_S if wait_s is None else wait_s)
+    waiting = False
+    while True:
+        try:
+            return action()
+        except LockError:
+            if time.monotonic() >= deadline:
+                raise
+            if not waiting:
+                print(f"[{name}] another dvc command holds the repository's lock; waiting to {doing}",
+                      file=sys.stderr, flush=True)
+                waiting = True
+            time.sleep(poll_s)
+
+
+def stage_is_up_to_date(repo_root: Path, name: str, *, wait_s: float | None = None, poll_s: float = 2.0) -> bool:
     from dvc.repo import Repo
 
-    with Repo(str(repo_root)) as repo:
-        return not repo.status(targets=[name])
+    def check() -> bool:
+        with Repo(str(repo_root)) as repo:
+            return not repo.status(targets=[name])
+
+    return _waiting_for_lock(name, "check the stage", check, wait_s, poll_s)
 
 
 def check_flow_inputs(repo_root: str | Path, params: str) -> None:
@@ -48,17 +83,16 @@ def restore_from_run_cache(repo_root: Path, name: str) -> bool:
     from dvc.repo import Repo
     from dvc.stage.cache import RunCacheNotFoundError
 
-    with Repo(str(repo_root)) as repo, repo.lock:
-        (stage,) = repo.stage.collect(name)
-        try:
-            repo.stage_cache.restore(stage)
-        except RunCacheNotFoundError:
-            return False
-    return True
+    def restore() -> bool:
+        with Repo(str(repo_root)) as repo, repo.lock:
+            (stage,) = repo.stage.collect(name)
+            try:
+                repo.stage_cache.restore(stage)
+            except RunCacheNotFoundError:
+                return False
+        return True
 
-
-# How long a commit waits for DVC's lock, held by another dvc command in the same repository.
-COMMIT_LOCK_WAIT_S = 600.0
+    return _waiting_for_lock(name, "look in DVC's run cache", restore)
 
 
 def commit_stage(repo_root: Path, name: str, *, wait_s: float | None = None, poll_s: float = 2.0) -> None:
@@ -67,24 +101,13 @@ def commit_stage(repo_root: Path, name: str, *, wait_s: float | None = None, pol
     A stage has published its outputs and dropped its checkpoints by now, so a commit that
     failed because another dvc command (a ``dvc status`` in another shell) holds the lock would
     make Prefect's retry train the stage again from the start: wait for the lock instead."""
-    from dvc.lock import LockError
     from dvc.repo import Repo
 
-    deadline = time.monotonic() + (COMMIT_LOCK_WAIT_S if wait_s is None else wait_s)
-    waiting = False
-    while True:
-        try:
-            with Repo(str(repo_root)) as repo:
-                repo.commit(name, force=True)
-            return
-        except LockError:
-            if time.monotonic() >= deadline:
-                raise
-            if not waiting:
-                print(f"[{name}] another dvc command holds the repository's lock; waiting to record the stage",
-                      file=sys.stderr, flush=True)
-                waiting = True
-            time.sleep(poll_s)
+    def commit() -> None:
+        with Repo(str(repo_root)) as repo:
+            repo.commit(name, force=True)
+
+    _waiting_for_lock(name, "record the stage", commit, wait_s, poll_s)
 
 
 def reuse_earlier_run(repo_root: Path, name: str) -> str | None:
@@ -101,7 +124,7 @@ def reuse_earlier_run(repo_root: Path, name: str) -> str | None:
 
 # DVC's content hashes are the cache key (data, parameters and code); Prefect's own result
 # cache would key on the task's arguments and miss a changed input file.
-@task(cache_policy=NO_CACHE, retry_delay_seconds=10, log_prints=True)
+@task(cache_policy=NO_CACHE, retry_delay_seconds=10, retry_condition_fn=retry_unless_bad_input, log_prints=True)
 def run_stage_task(name: str, repo_root: str = ".", params: str = "params.yaml", force: bool = False):
     logger = get_run_logger()
     root = Path(repo_root).resolve()

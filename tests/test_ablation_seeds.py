@@ -35,6 +35,12 @@ def test_a_seed_the_two_steps_do_not_both_have_is_run_with_an_override():
     assert runs[0].experiment == "ablation-full-seed42"
 
 
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_a_seed_the_generators_cannot_take_is_refused_before_any_experiment_runs(seed):
+    with pytest.raises(InputError, match=f"--seeds {seed} is not a seed"):
+        planned_runs([BY_SLUG["full"]], [42, seed], committed=(42, 42))
+
+
 def test_a_repeated_seed_is_refused_naming_it():
     with pytest.raises(InputError, match="--seeds names 7 more than once"):
         planned_runs([BY_SLUG["full"]], [7, 1, 7], committed=(42, 42))

@@ -184,3 +184,36 @@ def _sets(values: dict, dotted: str) -> bool:
             return False
         values = values[part]
     return True
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "null\n", "[]\n", "0\n"])
+def test_an_empty_params_file_is_refused_rather_than_read_as_every_default(tmp_path, text):
+    # The built-in defaults are not params.yaml's values: a truncated file would start another run.
+    with pytest.raises(InputError, match=r"params.yaml: (empty|expected a mapping of sections)"):
+        load_params(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize("field", ["task:\n  seed", "augment:\n  seed", "teacher:\n  train:\n    seed"])
+@pytest.mark.parametrize("value", ["-1", "4294967296"])
+def test_a_seed_outside_the_generators_range_names_the_field(tmp_path, field, value):
+    with pytest.raises(InputError, match=rf"seed: .*\(got {value}\)"):
+        load_params(_write(tmp_path, f"{field}: {value}\n"))
+
+
+@pytest.mark.parametrize("text", ["teacher:\n  train:\n    epochs: .inf", "task_distill:\n  temperature: .inf",
+                                  "task_distill:\n  layer_weights: {1: .nan}"])
+def test_infinite_and_nan_numbers_are_refused(tmp_path, text):
+    with pytest.raises(InputError, match="finite"):
+        load_params(_write(tmp_path, text + "\n"))
+
+
+def test_general_distillation_weights_given_in_part_leave_the_prediction_loss_off(tmp_path):
+    params = load_params(_write(tmp_path, "general_distill:\n  weights:\n    attention: 2\n"))
+    assert params.general_distill.weights.prediction == 0
+    assert params.general_distill.weights.attention == 2 and params.general_distill.weights.hidden == 1
+
+
+def test_evaluation_scores_at_the_length_the_models_were_trained_at_unless_set(tmp_path):
+    assert load_params("params.yaml").evaluate.max_seq_len == "auto"
+    assert task_defaults.max_seq_len(load_params("params.yaml").evaluate.max_seq_len, pairs=True) == 128
+    assert load_params(_write(tmp_path, "evaluate:\n  max_seq_len: 96\n")).evaluate.max_seq_len == 96

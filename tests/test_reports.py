@@ -37,6 +37,32 @@ def test_summary_lists_every_evaluated_split_such_as_mnli_mismatched(tmp_path):
     assert "majority-class baseline: dev 0.3500, dev_mismatched 0.3600, test 0.3400" in table
 
 
+def test_a_teacher_at_zero_gives_no_retention_and_the_summary_still_prints(tmp_path):
+    # A single-class teacher scores an MCC of exactly 0 (CoLA): the ratio has no value.
+    report = {"metric": "mcc", "splits": ["dev"], "teacher": _entry(0.0, 0, 0) | {"dev": {"mcc": 0.0}},
+              "student": _entry(0.0, 0, 0) | {"dev": {"mcc": 0.1}}, "retention": {"dev": None},
+              "size_ratio": 1.0, "speedup": 1.0}
+    (tmp_path / "metrics.json").write_text(json.dumps(report))
+    import re
+
+    assert re.search(r"dev mcc +\| 0\.0000 +\| 0\.1000 +\| n/a \(teacher at 0\)", summary_table(tmp_path / "metrics.json"))
+
+
+@pytest.mark.parametrize("text", ["{not json", "{}", "[]"])
+def test_a_metrics_file_that_is_not_the_evaluate_stages_is_a_one_line_error(tmp_path, text):
+    (tmp_path / "metrics.json").write_text(text)
+    with pytest.raises(InputError, match="metrics.json: not the evaluate stage's metrics"):
+        summary_table(tmp_path / "metrics.json")
+
+
+def test_the_ablation_table_shows_no_retention_for_a_teacher_at_zero():
+    from tinybert.ablation import markdown_table
+
+    row = {"slug": "full", "label": "TinyBERT (full)", "metric": "mcc", "dev": 0.1, "test": 0.2,
+           "teacher_dev": 0.0, "retention_dev": None}
+    assert "| TinyBERT (full) | 0.1000 | 0.2000 |  | n/a |" in markdown_table([row])
+
+
 def _inputs(root):
     """A one-shard augmented set and a teacher folder, as the cache records them."""
     augmented, teacher = root / "augmented", root / "teacher"

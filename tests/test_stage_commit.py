@@ -1,5 +1,6 @@
-"""Recording a stage the flow has run: a held DVC lock makes the commit wait, not fail (a failed
-commit would make Prefect's retry train the published stage again)."""
+"""Checking and recording a stage the flow runs: a held DVC lock makes the check and the commit
+wait, not fail (a failed commit would make Prefect's retry train the published stage again, a
+failed check would fail the run); bad input is not retried."""
 from __future__ import annotations
 
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 import yaml
 from dvc.lock import LockError
 
-from tasks.stage_tasks import commit_stage
+from tasks.stage_tasks import commit_stage, retry_unless_bad_input, stage_is_up_to_date
 
 HOLD_LOCK = """
 import sys, time
@@ -71,3 +72,23 @@ def test_a_commit_gives_up_once_the_wait_is_over(tmp_path, monkeypatch):
         holder.kill()
         holder.wait()
     assert not (root / "dvc.lock").exists()
+
+
+def test_the_up_to_date_check_waits_for_another_dvc_command_to_release_the_lock(tmp_path, capsys, monkeypatch):
+    root = one_stage_repo(tmp_path / "repo")
+    monkeypatch.chdir(root)
+    holder = hold_lock(root, 7)
+    started = time.monotonic()
+    assert not stage_is_up_to_date(root, "make", wait_s=60, poll_s=0.2)  # never recorded: must run
+    assert time.monotonic() - started >= 3
+    holder.wait(timeout=30)
+    assert "waiting to check the stage" in capsys.readouterr().err
+
+
+def test_prefect_retries_a_failed_stage_but_not_bad_input():
+    from prefect.states import Failed
+
+    from tinybert.errors import InputError
+
+    assert retry_unless_bad_input(None, None, Failed(data=OSError("disk busy")))
+    assert not retry_unless_bad_input(None, None, Failed(data=InputError("task.csv: no column 'label'")))

@@ -93,6 +93,9 @@ def planned_runs(rows: list[Ablation], seeds: list[int] | None, committed: tuple
     row's own experiment, with no override, so it is shared with a study run without seeds."""
     if not seeds:
         return [Run(row) for row in rows]
+    outside = next((s for s in seeds if not 0 <= s < 2**32), None)
+    if outside is not None:
+        raise InputError(f"ablation: --seeds {outside} is not a seed (0 to 2**32 - 1)")
     repeated = sorted({s for s in seeds if seeds.count(s) > 1})
     if repeated:
         raise InputError(f"ablation: --seeds names {repeated[0]} more than once")
@@ -147,6 +150,9 @@ def run_study(runs: list[Run], rerun: bool = False) -> None:
             cmd += ["-S", override]
         try:
             _sh(*cmd)
+        except subprocess.CalledProcessError as err:
+            # DVC has printed why; the rows before this one are kept as experiments.
+            raise InputError(f"ablation: {name}: `dvc exp run` failed (exit {err.returncode}); see its output above") from None
         finally:
             reset_workspace()
 
@@ -226,7 +232,9 @@ def _seed_of(experiment: str, row: Ablation) -> int | None:
 
 def _mean_and_spread(measured: list[dict], key: str) -> tuple[float, float | None]:
     """Mean and sample standard deviation of ``key`` over the runs (no spread for one run)."""
-    values = [m[key] for m in measured]
+    values = [m[key] for m in measured if m[key] is not None]  # None: retention of a teacher at 0
+    if not values:
+        return None, None
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
@@ -245,7 +253,7 @@ def markdown_table(results: list[dict]) -> str:
         delta = "" if full is None or r is full or r["label"] == "uniform mapping" else f"{r['dev'] - full['dev']:+.4f}"
         runs = f" {len(r.get('runs') or [r])} |" if several else ""
         lines.append(
-            f"| {r['label']} | {_score(r, 'dev')} | {_score(r, 'test')} | {delta} | {r['retention_dev']:.1%} |{runs}"
+            f"| {r['label']} | {_score(r, 'dev')} | {_score(r, 'test')} | {delta} | {_percent(r['retention_dev'])} |{runs}"
         )
     teacher = results[0]["teacher_dev"]
     lines.append("")
@@ -253,6 +261,10 @@ def markdown_table(results: list[dict]) -> str:
     if several:
         lines.append("Several runs: mean ± standard deviation over task distillation's seeds.")
     return "\n".join(lines)
+
+
+def _percent(ratio: float | None) -> str:
+    return "n/a" if ratio is None else f"{ratio:.1%}"  # None: the teacher scored 0 (MCC can)
 
 
 def _score(result: dict, split: str) -> str:

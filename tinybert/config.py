@@ -17,10 +17,13 @@ from tinybert.errors import InputError, first_line, not_utf8
 # A task's maximum length in word pieces; "auto" is the reference's per-task choice (128 for
 # sentence pairs, 64 for single sentences, method.md), resolved by tinybert.task_defaults.
 TaskLength = Annotated[int, Field(ge=8, le=512)] | Literal["auto"]
+# numpy's and torch's generators take seeds in [0, 2**32); outside it a stage would fail late.
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf or nan: `epochs: .inf` passes `gt=0` and fails only when the steps are counted.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -61,7 +64,7 @@ class TrainSchedule(Section):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
-    seed: int = 42
+    seed: Seed = 42
     checkpoint_every: int = Field(50, ge=1, description="steps between resumable checkpoints")
     log_every: int = Field(10, ge=1)
     # "auto": the GPU when there is one. Several processes: TINYBERT_PROCESSES=N (tinybert/runtime.py).
@@ -95,11 +98,13 @@ class TaskConfig(Section):
     label_column: str = "label"
     task_type: Literal["classification", "regression"] = "classification"
     label_names: list[str] | None = None
-    metric: Literal["accuracy", "mcc", "pearson"] = "accuracy"
+    # The headline metric (retention, the ablation table); every metric of the task type is
+    # reported. GLUE's follow the paper: F1 for MRPC and QQP, Spearman for STS-B, MCC for CoLA.
+    metric: Literal["accuracy", "f1", "mcc", "pearson", "spearman"] = "accuracy"
     dev_fraction: float = Field(0.1, gt=0, lt=0.5)
     test_fraction: float = Field(0.1, gt=0, lt=0.5)
     max_examples: int | None = Field(None, ge=3)
-    seed: int = 13
+    seed: Seed = 13
 
     @field_validator("label_names")
     @classmethod
@@ -135,7 +140,7 @@ class AugmentConfig(Section):
         "auto", description="new sentences per sentence (N_a); auto: the reference's per-task value (SST-2 20, ...)"
     )
     k: int = Field(15, ge=1)
-    seed: int = 42
+    seed: Seed = 42
     max_examples: int | None = Field(
         None, ge=1, description="augment only the first N training rows; the rest are kept as originals"
     )
@@ -239,6 +244,15 @@ class GeneralDistillConfig(MatchSettings):
     weights: LossWeights = LossWeights(prediction=0.0)
     train: TrainSchedule = TrainSchedule(lr=1e-4, max_steps=200)
 
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _prediction_off_unless_given(cls, weights):
+        # LossWeights' own default for prediction is 1.0; general distillation's is 0, so weights
+        # given in part (say, only attention) must not switch it on and be refused below.
+        if isinstance(weights, dict) and "prediction" not in weights:
+            weights = {**weights, "prediction": 0.0}
+        return weights
+
     @field_validator("weights")
     @classmethod
     def _no_prediction_loss(cls, weights: LossWeights) -> LossWeights:
@@ -264,7 +278,7 @@ class TaskDistillConfig(MatchSettings):
 
 class EvaluateConfig(Section):
     batch_size: int = Field(64, ge=1)
-    max_seq_len: int = Field(128, ge=8, le=512)
+    max_seq_len: TaskLength = "auto"  # auto: the task's, as teacher and task distillation resolve it
     throughput_batch: int = Field(32, ge=1)
     throughput_seq_len: int = Field(128, ge=8, le=512)
     throughput_repeats: int = Field(3, ge=1)
@@ -332,11 +346,14 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not path.is_file():
         raise InputError(f"{path}: parameters file not found")
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except UnicodeDecodeError as err:
         raise not_utf8(path, err) from None
     except yaml.YAMLError as err:
         raise InputError(f"{path}: not valid YAML: {_yaml_reason(err)}") from None
+    if raw is None:
+        # Not all defaults: a truncated file would silently start a run unlike the one written.
+        raise InputError(f"{path}: empty; expected a mapping of sections (backbone, task, ...)")
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     try:

@@ -9,6 +9,7 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
+from tinybert import task_defaults
 from tinybert.batching import encode_task, read_task_labels, read_task_split
 from tinybert.config import EvaluateConfig
 from tinybert.io import atomic_dir, write_json
@@ -74,7 +75,11 @@ def run(cfg: EvaluateConfig, *, task_dir: Path, teacher_dir: Path, student_dir: 
     # GLUE MNLI adds dev_mismatched; older task folders name no splits.
     names = labels.get("eval_splits", list(SPLITS))
     splits = {name: read_task_split(Path(task_dir) / f"{name}.parquet") for name in names}
-    report: dict = {"task": {k: labels.get(k) for k in ("task_type", "metric", "label_names", "source")}}
+    # The length the teacher and the student were trained at, unless set: a pair task scored at
+    # a single sentence's 64 would lose the end of its second sentence.
+    max_seq_len = task_defaults.max_seq_len(cfg.max_seq_len, pairs=bool(labels.get("text_b")))
+    report: dict = {"task": {k: labels.get(k) for k in ("task_type", "metric", "label_names", "source")},
+                    "max_seq_len": max_seq_len}
     if not regression:
         train_labels = np.asarray(read_task_split(Path(task_dir) / "train.parquet")["label"], dtype=int)
         majority = int(np.bincount(train_labels).argmax())
@@ -87,7 +92,7 @@ def run(cfg: EvaluateConfig, *, task_dir: Path, teacher_dir: Path, student_dir: 
         tokenizer = load_tokenizer(folder, role)
         entry = {"parameters": parameter_count(model), "disk_bytes": folder_size(folder)}
         for name, rows in splits.items():
-            predicted = predict(model, tokenizer, rows, cfg.max_seq_len, cfg.batch_size, regression)
+            predicted = predict(model, tokenizer, rows, max_seq_len, cfg.batch_size, regression)
             entry[name] = task_metrics(labels, np.asarray(rows["label"], dtype=float), predicted)
         entry["throughput_per_s"] = throughput(
             model, model.config.vocab_size, cfg.throughput_batch, cfg.throughput_seq_len, cfg.throughput_repeats

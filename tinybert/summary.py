@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tinybert.errors import InputError, first_line
 from tinybert.io import read_json
 
 
@@ -10,16 +11,23 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
+def _percent(ratio: float | None) -> str:
+    return "n/a (teacher at 0)" if ratio is None else f"{ratio:.1%}"
+
+
 def summary_table(metrics_path: str | Path = "data/evaluation/metrics.json") -> str:
-    report = read_json(metrics_path)
-    metric = report["metric"]
-    t, s = report["teacher"], report["student"]
+    try:
+        report = read_json(metrics_path)
+        metric = report["metric"]
+        t, s = report["teacher"], report["student"]
+    except (ValueError, KeyError, TypeError) as err:  # JSONDecodeError is a ValueError
+        raise InputError(f"{metrics_path}: not the evaluate stage's metrics ({first_line(err)})") from None
     rows = [
         ("", "teacher", "student", "student / teacher"),
     ]
     splits = report.get("splits", ["dev", "test"])
     rows += [
-        (f"{name} {metric}", f"{t[name][metric]:.4f}", f"{s[name][metric]:.4f}", f"{report['retention'][name]:.1%}")
+        (f"{name} {metric}", f"{t[name][metric]:.4f}", f"{s[name][metric]:.4f}", _percent(report["retention"][name]))
         for name in splits
     ]
     if "f1" in t["dev"]:

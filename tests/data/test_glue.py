@@ -73,7 +73,7 @@ def test_sts_b_is_a_regression_task(tmp_path):
     for name in ("train.tsv", "dev.tsv"):
         (folder / name).write_text("\n".join([header] + rows) + "\n")
     info, splits = build(folder, tmp_path / "out")
-    assert (info["task_type"], info["metric"], info["num_labels"]) == ("regression", "pearson", 1)
+    assert (info["task_type"], info["metric"], info["num_labels"]) == ("regression", "spearman", 1)
     assert splits["dev"][3]["label"] == pytest.approx(3.3)
 
 
@@ -153,3 +153,14 @@ def test_a_train_file_of_one_row_is_refused_before_anything_is_written(tmp_path)
     with pytest.raises(InputError, match=r"train.tsv: 1 rows leave the train split empty .* need at least 2 rows"):
         build(folder, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_each_tasks_headline_metric_is_the_papers():
+    # TinyBERT's GLUE table: F1 for MRPC and QQP, Spearman for STS-B, MCC for CoLA, accuracy for
+    # the rest; retention and the ablation table compare the same figures as the paper.
+    from tinybert.data.glue import GLUE_TASKS
+
+    assert {name: task.metric for name, task in GLUE_TASKS.items()} == {
+        "cola": "mcc", "sst-2": "accuracy", "mrpc": "f1", "sts-b": "spearman", "qqp": "f1",
+        "mnli": "accuracy", "qnli": "accuracy", "rte": "accuracy", "wnli": "accuracy",
+    }

@@ -93,11 +93,13 @@ def test_a_movie_reviews_file_saved_with_a_byte_order_mark_is_still_recognised_b
 
 
 def test_movie_reviews_as_regression_keeps_every_score_as_the_label(tmp_path):
-    rows = [[i + 1, score, f"review {i}"] for i, score in enumerate([2.5, -1.0, 0, 1.25, -3])]
+    scores = [2.5, -1.0, 0, 1.25, -3, 0.5, 3.75, -2.5, 1, -0.25]
+    rows = [[i + 1, score, f"review {i}"] for i, score in enumerate(scores)]
     src = write_csv(tmp_path / "snippets.tsv", ["id", "sentiment", "text"], rows, delimiter="\t")
-    info, splits = build(tmp_path, src, format="movie-reviews", task_type="regression", metric="pearson")
+    info, splits = build(tmp_path, src, format="movie-reviews", task_type="regression", metric="pearson",
+                         dev_fraction=0.2, test_fraction=0.2)
     assert (info["label_names"], info["num_labels"], info["majority_class"]) == (None, 1, None)
-    assert sorted(r["label"] for rows in splits.values() for r in rows) == [-3.0, -1.0, 0.0, 1.25, 2.5]
+    assert sorted(r["label"] for rows in splits.values() for r in rows) == sorted(float(x) for x in scores)
 
 
 # ----------------------------------------------------------------------------------- formats and labels
@@ -330,6 +332,11 @@ def test_given_label_names_match_labels_written_another_way_and_may_not_name_a_c
 def test_non_numeric_regression_label_names_the_value_and_the_row(tmp_path):
     src = write_csv(tmp_path / "d.csv", ["text", "label"], [["a", 0.5], ["b", "high"], ["c", 1.5]])
     fails(tmp_path, src, "'high'", "data row 2:", "not a number", task_type="regression", metric="pearson")
+
+
+def test_a_regression_split_too_small_for_a_correlation_is_refused_before_training(tmp_path):
+    src = write_csv(tmp_path / "d.csv", ["text", "label"], [[f"row {i}", i / 2] for i in range(8)])
+    fails(tmp_path, src, "split has 1 row(s)", "at least 2", task_type="regression", metric="pearson")
 
 
 def test_empty_text_names_the_row_and_the_column(tmp_path):

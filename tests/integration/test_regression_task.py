@@ -22,7 +22,7 @@ def test_a_regression_task_is_distilled_with_mse_on_the_logits_and_scored_by_pea
         shutil.copytree(built_repo / folder, tmp_path / folder)
     params = yaml.safe_load((built_repo / "params.yaml").read_text())
     params["task"].update(task_type="regression", metric="pearson")
-    params["teacher"]["max_seq_len"] = params["task_distill"]["max_seq_len"] = "auto"
+    params["teacher"]["max_seq_len"] = params["task_distill"]["max_seq_len"] = params["evaluate"]["max_seq_len"] = "auto"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     for stage in TASK_STAGES:
         run(tmp_path, "tinybert", stage)
@@ -44,6 +44,7 @@ def test_a_regression_task_is_distilled_with_mse_on_the_logits_and_scored_by_pea
         assert json.loads((tmp_path / "data" / recorded).read_text())["max_seq_len"] == 64, recorded
 
     metrics = json.loads((tmp_path / "data/evaluation/metrics.json").read_text())
+    assert metrics["max_seq_len"] == 64  # scored at the length the models were trained at
     assert metrics["metric"] == "pearson"
     for model in ("teacher", "student"):
         assert {"pearson", "spearman"} <= set(metrics[model]["dev"])

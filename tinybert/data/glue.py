@@ -1,8 +1,9 @@
 """The GLUE tasks' folders as distributed (``download_glue_data.py`` layout): one folder per
 task with ``train.tsv`` and ``dev.tsv`` (MNLI: ``dev_matched.tsv`` and ``dev_mismatched.tsv``).
 
-Each task's columns, label order and metric follow the reference implementation's processors
-(``task_distill.py``): for instance MNLI's labels are contradiction, entailment, neutral in
+Each task's columns and label order follow the reference implementation's processors
+(``task_distill.py``), its headline metric the paper's tables (F1 for MRPC and QQP, Spearman for
+STS-B, MCC for CoLA, accuracy for the others; every metric of the task type is reported): for instance MNLI's labels are contradiction, entailment, neutral in
 that order, so class ids match models fine-tuned with the reference. The files are read as
 plain tab-separated lines without quote handling, as the reference reads them: GLUE sentences
 contain unbalanced quotes. Lines with too few fields (a handful in QQP's train.tsv) are
@@ -34,9 +35,9 @@ ENTAILMENT = ["entailment", "not_entailment"]
 GLUE_TASKS: dict[str, GlueTask] = {
     "cola": GlueTask(3, None, 1, BINARY, "mcc", header=False),
     "sst-2": GlueTask("sentence", None, "label", BINARY, "accuracy"),
-    "mrpc": GlueTask("#1 String", "#2 String", "Quality", BINARY, "accuracy"),
-    "sts-b": GlueTask("sentence1", "sentence2", "score", None, "pearson"),
-    "qqp": GlueTask("question1", "question2", "is_duplicate", BINARY, "accuracy"),
+    "mrpc": GlueTask("#1 String", "#2 String", "Quality", BINARY, "f1"),
+    "sts-b": GlueTask("sentence1", "sentence2", "score", None, "spearman"),
+    "qqp": GlueTask("question1", "question2", "is_duplicate", BINARY, "f1"),
     "mnli": GlueTask(
         "sentence1", "sentence2", "gold_label", ["contradiction", "entailment", "neutral"], "accuracy",
         dev_files=("dev_matched.tsv", "dev_mismatched.tsv"),

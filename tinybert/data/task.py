@@ -37,7 +37,7 @@ SPLITS = ("train", "dev", "test")
 SPLIT_ROW_GROUP_ROWS = 1024
 MOVIE_REVIEWS_HEADER = "id\tsentiment\ttext"
 MOVIE_REVIEWS_LABELS = ["negative", "positive"]
-METRICS = {"classification": ("accuracy", "mcc"), "regression": ("pearson",)}
+METRICS = {"classification": ("accuracy", "f1", "mcc"), "regression": ("pearson", "spearman")}
 SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 
@@ -377,6 +377,12 @@ def run(cfg: TaskConfig, *, out_dir: Path) -> None:
 
 
 def _write(cfg: TaskConfig, out_dir: Path, path: Path, names, parts: dict[str, tuple[Examples, list[int]]], eval_splits) -> None:
+    if cfg.task_type == "regression":
+        # Scored by correlation, which one row cannot give: better now than after training.
+        short = next(((name, len(parts[name][1])) for name in eval_splits if len(parts[name][1]) < 2), None)
+        if short is not None:
+            raise InputError(f"{path}: the {short[0]} split has {short[1]} row(s); a regression task is scored by "
+                             "correlation, which needs at least 2 (add rows or raise task.dev_fraction/test_fraction)")
     majority = None
     if names is not None:
         train, positions = parts["train"]
