@@ -227,3 +227,11 @@ def test_failure_keeps_the_previous_output(tmp_path, glove_file, mlm_dir, monkey
     with pytest.raises(ZeroDivisionError):
         run(tmp_path, glove_file, mlm_dir, p_t=0.0)
     assert read_sharded(tmp_path / "out").equals(before)
+
+
+def test_the_shared_tokenizer_is_settled_before_shard_threads_share_it(mlm_dir):
+    # Its first call turns off the folder's truncation and padding, taking the Rust state mutably;
+    # a shard thread encoding meanwhile would fail with "Already borrowed".
+    stage._LOADED.clear()
+    backend = stage._models(AugmentConfig(), mlm_dir).tokenizer.backend_tokenizer
+    assert (backend.truncation, backend.padding) == (None, None)

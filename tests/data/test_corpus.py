@@ -443,3 +443,12 @@ def test_a_null_extract_falls_back_to_the_text_and_a_null_text_is_a_missing_page
     src = tmp_path / "pages.jsonl"
     src.write_text('{"extract": null, "text": "the text field holds it."}\n{"extract": null}\n{"text": null}\n')
     assert list(corpus.read_jsonl(src)) == ["the text field holds it."]
+
+
+def test_the_shared_tokenizer_is_settled_before_threads_share_it():
+    # A fast tokenizer's first call turns off the truncation and padding its folder sets, taking
+    # its Rust state mutably; a thread encoding meanwhile fails with "Already borrowed". Loaded,
+    # it must already be as the shards' calls leave it.
+    corpus.load_tokenizer.cache_clear()
+    backend = corpus.load_tokenizer(BACKBONE.model).backend_tokenizer
+    assert (backend.truncation, backend.padding) == (None, None)

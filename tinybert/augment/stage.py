@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from tinybert.assets import resolve
 from tinybert.augment.glove import GloveNeighbours, load_glove
-from tinybert.augment.mlm import MlmCandidates
+from tinybert.augment.mlm import MlmCandidates, sentence_pieces
 from tinybert.augment.pipeline import AugmentTools, augmented_chunks
 from tinybert.augment.words import load_stopwords
 from tinybert.config import AugmentConfig, BackboneConfig
@@ -129,6 +129,10 @@ def _load_models(key: tuple, cfg: AugmentConfig, mlm_dir: Path) -> AugmentTools:
 
     fix_mmap_threshold()  # else memory creeps up over a long run (tinybert/heap.py)
     model, tokenizer = load_mlm(mlm_dir)
+    # Threads share the tokenizer; its first call changes its Rust state (truncation and padding
+    # off), which fails a thread encoding at the same moment ("Already borrowed"). Made here,
+    # under the lock, that change leaves the shards' calls nothing to change.
+    sentence_pieces(tokenizer, [["warm-up"]])
     device = "cuda" if torch.cuda.is_available() else "cpu"
     _LOADED.clear()  # one configuration per process
     _LOADED[key] = AugmentTools(

@@ -331,6 +331,11 @@ def load_tokenizer(model: str):
     tok = load_model_tokenizer(model, "backbone.model")
     if tok.cls_token_id is None or tok.sep_token_id is None:
         raise InputError(f"backbone.model: {model}: tokenizer has no [CLS]/[SEP] tokens (a BERT-style tokenizer is needed)")
+    # Shards may run in threads (Prefect) and share this tokenizer. A fast tokenizer's first call
+    # switches off the truncation and padding its folder set, which takes its Rust state
+    # mutably: a second thread encoding then fails with "Already borrowed". One call here, with
+    # the shards' own settings, leaves nothing for their calls to change.
+    tok(["warm-up"], add_special_tokens=False, verbose=False)
     return tok
 
 
