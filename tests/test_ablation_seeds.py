@@ -133,3 +133,14 @@ def test_seed_experiments_without_metrics_or_of_other_names_are_not_counted(monk
     monkeypatch.setattr(ablation, "existing_experiments", lambda: experiments)
     (full,) = collect([Run(BY_SLUG["full"])])
     assert [r["experiment"] for r in full["runs"]] == ["ablation-full", "ablation-full-seed-1"]
+
+
+def test_on_mnli_the_table_has_the_papers_mismatched_column(monkeypatch):
+    prefix = "data/evaluation/metrics.json:"
+    experiments = {name: _experiment(dev, dev) | {prefix + "student.dev_mismatched.accuracy": mm}
+                   for name, dev, mm in (("ablation-full", 0.82, 0.81), ("ablation-no-da", 0.70, 0.69))}
+    monkeypatch.setattr(ablation, "existing_experiments", lambda: experiments)
+    table = markdown_table(collect([Run(BY_SLUG["full"]), Run(BY_SLUG["no-da"])]))
+    assert table.splitlines()[0] == (
+        "| system | dev accuracy | dev_mismatched accuracy | test accuracy | dev vs full | retention (dev) |")
+    assert "| w/o DA | 0.7000 | 0.6900 | 0.7000 | -0.1200 | 82.4% |" in table

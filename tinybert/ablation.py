@@ -189,11 +189,13 @@ def collect(runs: list[Run]) -> list[dict]:
                 "seed": run.seed,  # None: the seeds params.yaml gives
                 "dev": _value(exp, f"student.dev.{metric}"),
                 "test": _value(exp, f"student.test.{metric}"),
+                "dev_mismatched": _value(exp, f"student.dev_mismatched.{metric}"),  # MNLI-mm; None elsewhere
                 "teacher_dev": _value(exp, f"teacher.dev.{metric}"),
                 "retention_dev": _value(exp, "retention.dev"),
             })
         dev, dev_sd = _mean_and_spread(measured, "dev")
         test, test_sd = _mean_and_spread(measured, "test")
+        mismatched = _mean_and_spread(measured, "dev_mismatched")
         results.append({
             "slug": row.slug,
             "label": row.label,
@@ -206,6 +208,7 @@ def collect(runs: list[Run]) -> list[dict]:
             "retention_dev": _mean_and_spread(measured, "retention_dev")[0],
             "dev_sd": dev_sd,
             "test_sd": test_sd,
+            **({"dev_mismatched": mismatched[0], "dev_mismatched_sd": mismatched[1]} if mismatched[0] is not None else {}),
             "runs": [{k: m[k] for k in ("experiment", "seed", "dev", "test")} for m in measured],
         })
     return results
@@ -245,15 +248,19 @@ def markdown_table(results: list[dict]) -> str:
     metric = results[0]["metric"]
     several = any(r.get("dev_sd") is not None for r in results)
     extra = (" runs |", "---|") if several else ("", "")
+    # MNLI: the paper's table has a column for the mismatched dev set too.
+    mnli = any(r.get("dev_mismatched") is not None for r in results)
+    mm = (f" dev_mismatched {metric} |", "---|") if mnli else ("", "")
     lines = [
-        f"| system | dev {metric} | test {metric} | dev vs full | retention (dev) |{extra[0]}",
-        f"|---|---|---|---|---|{extra[1]}",
+        f"| system | dev {metric} |{mm[0]} test {metric} | dev vs full | retention (dev) |{extra[0]}",
+        f"|---|---|{mm[1]}---|---|---|{extra[1]}",
     ]
     for r in results:
         delta = "" if full is None or r is full or r["label"] == "uniform mapping" else f"{r['dev'] - full['dev']:+.4f}"
         runs = f" {len(r.get('runs') or [r])} |" if several else ""
+        mm_cell = f" {_score(r, 'dev_mismatched')} |" if mnli else ""
         lines.append(
-            f"| {r['label']} | {_score(r, 'dev')} | {_score(r, 'test')} | {delta} | {_percent(r['retention_dev'])} |{runs}"
+            f"| {r['label']} | {_score(r, 'dev')} |{mm_cell} {_score(r, 'test')} | {delta} | {_percent(r['retention_dev'])} |{runs}"
         )
     teacher = results[0]["teacher_dev"]
     lines.append("")
@@ -268,6 +275,8 @@ def _percent(ratio: float | None) -> str:
 
 
 def _score(result: dict, split: str) -> str:
+    if result.get(split) is None:
+        return "n/a"
     spread = result.get(f"{split}_sd")
     return f"{result[split]:.4f}" if spread is None else f"{result[split]:.4f} ± {spread:.4f}"
 
