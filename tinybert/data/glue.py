@@ -2,9 +2,10 @@
 task with ``train.tsv`` and ``dev.tsv`` (MNLI: ``dev_matched.tsv`` and ``dev_mismatched.tsv``).
 
 Each task's columns and label order follow the reference implementation's processors
-(``task_distill.py``), its headline metric the paper's tables (F1 for MRPC and QQP, Spearman for
-STS-B, MCC for CoLA, accuracy for the others; every metric of the task type is reported): for instance MNLI's labels are contradiction, entailment, neutral in
-that order, so class ids match models fine-tuned with the reference. The files are read as
+(``task_distill.py``): for instance MNLI's labels are contradiction, entailment, neutral in
+that order, so class ids match models fine-tuned with the reference. The headline metric is the
+paper's (F1 for MRPC and QQP, Spearman for STS-B, MCC for CoLA, accuracy for the others); every
+metric of the task type is reported. The files are read as
 plain tab-separated lines without quote handling, as the reference reads them: GLUE sentences
 contain unbalanced quotes. Lines with too few fields (a handful in QQP's train.tsv) are
 skipped, as the reference skips them, and counted.
