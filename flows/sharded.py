@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+import time
 from pathlib import Path
 
 import flows  # noqa: F401  (Prefect environment defaults)
@@ -21,7 +23,7 @@ from prefect.futures import as_completed
 from tasks.shard_tasks import shard_task
 from tasks.stage_tasks import check_flow_inputs, commit_stage
 from tinybert.config import load_params
-from tinybert.errors import one_line_errors
+from tinybert.errors import InputError, first_line, one_line_errors
 from tinybert.sharding import Progress
 from tinybert.stages import BY_NAME
 
@@ -68,8 +70,25 @@ def sharded_stage(name: str, params: str = "params.yaml") -> int:
     return len(results)
 
 
-def run_sharded(name: str, params: str, runner: str, workers: int, dask_address: str | None) -> int:
-    return sharded_stage.with_options(task_runner=task_runner(runner, workers, dask_address))(name, params)
+def run_sharded(name: str, params: str, runner: str, workers: int, dask_address: str | None,
+                retry_delay_s: float = 10.0) -> int:
+    """Run the sub-flow; on a failure other than bad input, again, up to the stage's retry count.
+
+    Each shard has its own Prefect retries, but reading the source (planning) and publishing
+    the output run in the sub-flow itself. A rerun resumes from the finished shards, so a retry
+    redoes only what is missing; bad input would fail the same way, so it ends the run at once."""
+    attempts = BY_NAME[name].retries + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            return sharded_stage.with_options(task_runner=task_runner(runner, workers, dask_address))(name, params)
+        except InputError:
+            raise
+        except Exception as err:
+            if attempt == attempts:
+                raise
+            print(f"[{name}] failed: {first_line(err)}; retry {attempt} of {attempts - 1} in {retry_delay_s:g} s",
+                  file=sys.stderr, flush=True)
+            time.sleep(retry_delay_s)
 
 
 @one_line_errors
