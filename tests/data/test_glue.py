@@ -88,6 +88,21 @@ def test_malformed_qqp_lines_are_skipped_as_the_reference_skips_them(tmp_path):
     assert info["rows"]["train"] + info["rows"]["test"] == 20
 
 
+def test_rows_with_an_empty_text_are_skipped_and_counted_not_fatal(tmp_path, capsys):
+    # QQP's train.tsv as distributed has two rows whose question2 is empty (ids 310137, 362246).
+    folder = tmp_path / "QQP"
+    folder.mkdir()
+    header = "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate"
+    rows = [f"{i}\t{i}\t{i + 1}\tWhy {i}?\tHow {i}?\t{i % 2}" for i in range(20)]
+    empty = ["310137\t1\t2\tHow can I create an Android app?\t\t0", "7\t1\t2\t  \tHow?\t1"]
+    (folder / "train.tsv").write_text("\n".join([header] + rows[:10] + empty + rows[10:]) + "\n")
+    (folder / "dev.tsv").write_text("\n".join([header] + rows[:4]) + "\n")
+    info, splits = build(folder, tmp_path / "out")
+    assert info["rows"]["train"] + info["rows"]["test"] == 20
+    assert all(r["text"] and r["text_b"] for rows_ in splits.values() for r in rows_)
+    assert "train.tsv: skipped 2 rows with an empty text" in capsys.readouterr().err
+
+
 def test_task_name_can_be_given_when_the_folder_is_named_otherwise(tmp_path):
     folder = write_mnli(tmp_path / "my-nli-copy")
     with pytest.raises(InputError, match="unknown GLUE task 'my-nli-copy'; set task.glue_task"):
