@@ -116,3 +116,13 @@ def test_the_code_digest_changes_with_a_dependency_and_only_with_one(fake_packag
     assert code_deps.code_sha256("pkg.a") == before
     (package / "b.py").write_text("X = 2\n")
     assert code_deps.code_sha256("pkg.a") != before
+
+
+def test_a_missing_manifest_names_the_stage_that_writes_the_folder(tmp_path):
+    from tinybert.errors import InputError
+    from tinybert.io import SHARDED_OUTPUTS, read_manifest
+
+    writers = {Path(out).name: s.name for s in STAGES if s.sharded for out in s.outs.values()}
+    assert SHARDED_OUTPUTS == writers
+    with pytest.raises(InputError, match=r"data/augmented: no manifest.json; run `dvc repro augment` first"):
+        read_manifest(tmp_path / "data" / "augmented")

@@ -40,10 +40,9 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     try:
-        _apply_umask(tmp)
-        _sync(tmp)
+        _finish(tmp)
         _replace_dir(tmp, final)
-        _sync(final.parent, recursive=False)
+        _sync(final.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already unless the replacement failed
 
@@ -79,20 +78,27 @@ def atomic_file(final: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _apply_umask(tmp)
-    _sync(tmp)
+    _finish(tmp)
     os.replace(tmp, final)
-    _sync(final.parent, recursive=False)
+    _sync(final.parent)
 
 
-def _sync(path: Path, recursive: bool = True) -> None:
-    """Flush ``path`` (and, for a folder, everything below it) to the disk.
+def _finish(path: Path) -> None:
+    """Ready a temporary output for its rename: plain permissions, contents on the disk (one
+    walk of the folder serves both)."""
+    items = [path, *(path.rglob("*") if path.is_dir() else ())]
+    _apply_umask(items)
+    _sync(items)
+
+
+def _sync(items: list[Path] | Path) -> None:
+    """Flush ``items`` (a folder listed before what it holds, as :func:`_finish` lists them) to the disk.
 
     The contents are flushed before the rename and the parent folder after it: a rename alone
     survives a killed process, but after a power loss the new name may point at blocks that were
     never written, and a resumed run would trust an empty checkpoint or shard.
     """
-    items = [path, *(path.rglob("*") if recursive and path.is_dir() else ())]
+    items = [items] if isinstance(items, Path) else items
     for item in reversed(items):  # entries before the folders that list them
         if item.is_symlink():
             continue
@@ -111,12 +117,12 @@ def _sync(path: Path, recursive: bool = True) -> None:
             os.close(fd)
 
 
-def _apply_umask(path: Path) -> None:
-    """Give ``path`` (and, for a folder, all below it) the permissions a plain ``open`` or
-    ``mkdir`` would: ``mkdtemp``/``mkstemp`` make them private (0700/0600), and some writers
-    (safetensors) do too, which locks other users of a shared DVC cache or container out."""
+def _apply_umask(items: list[Path]) -> None:
+    """Give ``items`` the permissions a plain ``open`` or ``mkdir`` would: ``mkdtemp``/``mkstemp``
+    make them private (0700/0600), and some writers (safetensors) do too, which locks other
+    users of a shared DVC cache or container out."""
     mask = _umask()
-    for item in [path, *(path.rglob("*") if path.is_dir() else ())]:
+    for item in items:
         if not item.is_symlink():
             os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~mask)
 
@@ -203,10 +209,16 @@ def read_rows(path: str | os.PathLike, start: int, stop: int, columns: list[str]
     return table.slice(start - first_row, stop - start)
 
 
+# The stages whose outputs are sharded folders, by the folder's name in dvc.yaml.
+SHARDED_OUTPUTS = {"corpus": "prepare-corpus", "augmented": "augment"}
+
+
 def read_manifest(folder: str | os.PathLike) -> dict:
     path = Path(folder) / MANIFEST
     if not path.is_file():
-        raise InputError(f"{folder}: no {MANIFEST}; run the stage that writes it first")
+        writer = SHARDED_OUTPUTS.get(Path(folder).name)
+        stage = f"`dvc repro {writer}`" if writer else "the stage that writes it"
+        raise InputError(f"{folder}: no {MANIFEST}; run {stage} first")
     return read_json(path)
 
 

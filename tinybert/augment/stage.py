@@ -66,7 +66,7 @@ def check_train(task_dir: Path) -> int:
     row group at a time, so memory does not grow with the set."""
     path = Path(task_dir) / "train.parquet"
     if not path.is_file():
-        raise InputError(f"{path}: training set not found; run the task stage first")
+        raise InputError(f"{path}: training set not found; run `dvc repro prepare-task` first")
     try:
         parquet = pq.ParquetFile(path)
     except Exception as err:
