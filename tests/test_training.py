@@ -46,6 +46,11 @@ def test_interrupted_training_resumes_to_the_same_weights_and_curve(tmp_path, mo
         assert torch.allclose(a, b, atol=1e-6)
 
 
+def test_the_log_says_where_the_run_trained(tmp_path):
+    _, log = _run(tmp_path, SCHEDULE)
+    assert log.runtime == {"device": "cpu", "precision": "fp32", "processes": 1, "torch": torch.__version__}
+
+
 def test_the_log_gives_each_step_the_learning_rate_it_was_taken_with(tmp_path):
     # Linear warm-up over 2 of 8 steps, then linear decay; the first step is taken at lr 0, as
     # the reference's BertAdam takes it (its schedule reads the step count before counting it).

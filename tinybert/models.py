@@ -184,6 +184,11 @@ def publish_trained_model(out_dir: Path, model, tokenizer, logs: dict[str, list[
     from tinybert.io import atomic_dir, write_json
     from tinybert.training import write_log
 
+    # Where each training step ran (TrainingLog.runtime), after any the report carries over from
+    # an earlier stage (the task student's intermediate step).
+    trained_on = {**report.get("trained_on", {}),
+                  **{name.removesuffix("_log"): log.runtime for name, log in logs.items() if getattr(log, "runtime", None)}}
+    report = {**report, "trained_on": trained_on} if trained_on else report
     with atomic_dir(out_dir) as tmp:
         save_model(model, tokenizer, tmp)
         for name, log in logs.items():

@@ -73,6 +73,14 @@ class Runtime:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def describe(self) -> dict:
+        """What a checkpoint's provenance needs beyond the parameters: the device as chosen
+        (``auto`` resolved, with the GPU's name), the precision, the processes and torch's version."""
+        device = str(self.device)
+        if self.device.type == "cuda":
+            device += f" ({torch.cuda.get_device_name(self.device)})"
+        return {"device": device, "precision": self.precision, "processes": self.world_size, "torch": torch.__version__}
+
     def autocast(self):
         if self.precision == "fp32":
             return contextlib.nullcontext()

@@ -39,6 +39,16 @@ class SimulatedInterruption(RuntimeError):
     pass
 
 
+class TrainingLog(list):
+    """The loss log, one dict per step, and ``runtime``: where the run that finished it trained
+    (:meth:`Runtime.describe`). A stage's ``training.json`` records it, since ``dvc.lock`` holds
+    only the configured ``device: auto`` and results differ in their last bits between devices."""
+
+    def __init__(self, rows=(), runtime: dict | None = None):
+        super().__init__(rows)
+        self.runtime = runtime or {}
+
+
 @dataclass
 class BatchSource:
     """``num_examples`` examples, turned into a batch by ``collate(indices)``.
@@ -158,7 +168,7 @@ def train(
     batches: BatchSource,
     schedule: TrainSchedule,
     checkpoint_to: Path,
-) -> list[dict]:
+) -> TrainingLog:
     """Optimise ``param_groups`` on ``loss_fn`` and return the loss log (one row per step).
 
     ``modules`` are saved in checkpoints and switched to training mode. A checkpoint in
@@ -248,7 +258,7 @@ def train(
     for module in modules.values():
         # Back on the CPU, where the stages' own evaluation and saving code expects them.
         module.eval().to("cpu")
-    return log
+    return TrainingLog(log, runtime.describe())
 
 
 # The reference's (and BERT's) optimizer leaves these out of weight decay: a parameter whose name

@@ -49,6 +49,21 @@ def test_the_cached_teacher_logits_record_the_device_that_computed_them(built_re
     assert info["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def test_each_trained_model_records_where_each_of_its_steps_trained(built_repo):
+    import torch
+
+    # dvc.lock holds device: auto; the model's own report says what that became.
+    expected = {"device": "cuda:0" if torch.cuda.is_available() else "cpu", "precision": "fp32", "processes": 1,
+                "torch": torch.__version__}
+    steps = {"mlm": {"train"}, "teacher": {"train"}, "general_student": {"train"},
+             "intermediate_student": {"intermediate"}, "student": {"intermediate", "prediction"}}
+    for model, names in steps.items():
+        trained_on = json.loads((built_repo / f"data/{model}/training.json").read_text())["trained_on"]
+        assert set(trained_on) == names, model
+        for where in trained_on.values():
+            assert {**where, "device": where["device"].split(" ")[0]} == expected, model
+
+
 def test_second_dvc_repro_does_nothing_and_status_is_clean(built_repo):
     assert ran_stages(run(built_repo, "dvc", "repro").stdout) == []
     assert "up to date" in run(built_repo, "dvc", "status").stdout
