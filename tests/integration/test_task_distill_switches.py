@@ -39,7 +39,8 @@ def augmented_rows(built_repo) -> tuple[int, int]:
 def test_default_runs_the_reference_two_steps_on_the_augmented_set(built_repo, tmp_path):
     report = distill_with(built_repo, tmp_path)
     assert set(report) == {"training_rows", "max_seq_len", "student_init", "projections_init", "intermediate_steps",
-                           "prediction_steps", "stderr"}
+                           "prediction_steps", "trained_on", "stderr"}
+    assert set(report["trained_on"]) == {"intermediate", "prediction"}  # both steps say where they ran
     assert report["student_init"] == "general"
     assert report["projections_init"] == "general"  # the reference's W_h carries over from general distillation
     assert report["training_rows"] == augmented_rows(built_repo)[0]
@@ -74,7 +75,8 @@ def test_without_data_augmentation_only_original_rows_are_used(built_repo, tmp_p
 
 def test_without_task_distillation_the_student_is_fine_tuned_on_labels(built_repo, tmp_path):
     report = distill_with(built_repo, tmp_path, distillation=False)
-    assert set(report) == {"training_rows", "max_seq_len", "student_init", "finetune_steps", "stderr"}
+    assert set(report) == {"training_rows", "max_seq_len", "student_init", "finetune_steps", "trained_on", "stderr"}
+    assert set(report["trained_on"]) == {"finetune"}
     assert (tmp_path / "data/student/finetune_log.csv").is_file()
 
 
@@ -127,6 +129,7 @@ def test_projections_start_fresh_when_switched_off_without_gd_or_when_general_di
 def test_two_cpu_processes_run_the_stage_through_torchrun(built_repo, tmp_path):
     report = distill_with(built_repo, tmp_path, extra_env={"TINYBERT_PROCESSES": "2"})
     assert report["intermediate_steps"] == report["prediction_steps"] == 3
+    assert {where["processes"] for where in report["trained_on"].values()} == {2}
     assert (tmp_path / "data/student/model.safetensors").is_file()
     assert not list((tmp_path / "data").glob(".*student*"))  # process 1 wrote nothing half-way
 
