@@ -40,7 +40,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str, examples: int = 24) 
         if rank == 1:  # a different start: process 0's weights must be broadcast
             torch.nn.init.zeros_(model[0].weight)
         log = _train(model, source, os.path.join(out_dir, "ckpt"))
-        torch.save({"weights": model.state_dict(), "log": log}, os.path.join(out_dir, f"rank{rank}.pt"))
+        torch.save({"weights": model.state_dict(), "log": list(log)}, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -65,7 +65,7 @@ def _resume_worker(rank: int, world: int, port: int, out_dir: str, interrupt_at:
     try:
         model, source = _dropout_problem()
         log = _train(model, source, os.path.join(out_dir, "ckpt"), RESUMABLE)
-        torch.save({"weights": model.state_dict(), "log": log}, os.path.join(out_dir, f"rank{rank}.pt"))
+        torch.save({"weights": model.state_dict(), "log": list(log)}, os.path.join(out_dir, f"rank{rank}.pt"))
     except SimulatedInterruption:
         pass
     finally:
