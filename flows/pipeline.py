@@ -9,13 +9,13 @@ import argparse
 import os
 from pathlib import Path
 
-import flows  # noqa: F401  (Prefect environment defaults)
+from flows import bad_input_state  # first: Prefect's environment defaults
 from prefect import flow
 
 from flows.sharded import RUNNERS, run_sharded
 from tasks.stage_tasks import check_flow_inputs, commit_stage, reuse_earlier_run, stage_task
 from tinybert.config import load_params
-from tinybert.errors import one_line_errors
+from tinybert.errors import InputError, one_line_errors
 from tinybert.stages import STAGES
 
 
@@ -34,14 +34,17 @@ def pipeline(
     every core, and model loading in transformers is not thread-safe. A sharded stage (augment)
     maps its shards over ``shard_runner`` (threads, processes or dask) as a sub-flow.
     """
-    check_flow_inputs(repo_root, params)
     results = []
-    for stage in STAGES:
-        if stage.sharded:
-            status = _sharded(stage.name, repo_root, params, force, shard_runner, shard_workers, dask_address)
-        else:
-            status = stage_task(stage.name)(stage.name, repo_root, params, force)
-        results.append(f"{stage.name}: {status}")
+    try:
+        check_flow_inputs(repo_root, params)
+        for stage in STAGES:
+            if stage.sharded:
+                status = _sharded(stage.name, repo_root, params, force, shard_runner, shard_workers, dask_address)
+            else:
+                status = stage_task(stage.name)(stage.name, repo_root, params, force)
+            results.append(f"{stage.name}: {status}")
+    except InputError as err:
+        return bad_input_state(err)
     return results
 
 

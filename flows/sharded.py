@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-import flows  # noqa: F401  (Prefect environment defaults)
+from flows import bad_input_state  # first: Prefect's environment defaults
 from prefect import flow, unmapped
 from prefect.futures import as_completed
 
@@ -51,6 +51,13 @@ def task_runner(kind: str = "threads", workers: int = 2, dask_address: str | Non
 @flow(name="tinybert-shards", log_prints=True)
 def sharded_stage(name: str, params: str = "params.yaml") -> int:
     """Run sharded stage ``name``: every missing shard as one task, then the output folder."""
+    try:
+        return _map_shards(name, params)
+    except InputError as err:
+        return bad_input_state(err)
+
+
+def _map_shards(name: str, params: str) -> int:
     stage = BY_NAME[name]
     args = stage.arguments(load_params(params))
     # Absolute paths: the job is pickled to the workers, and those of a Dask cluster started
