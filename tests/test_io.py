@@ -161,3 +161,63 @@ def test_an_output_reaches_the_disk_before_it_takes_its_name_and_its_folder_entr
         assert contents is None or contents in flushed_before
         assert flushed_before, f"{name} was renamed before anything was flushed"
         assert ("flush", tmp_path.name) in events[renamed:]
+
+
+def _killed_mid_write(tmp_path, make: str) -> None:
+    """A child process that opens ``make`` (atomic_dir or atomic_file) for tmp_path/out, writes a
+    little, and is killed with SIGKILL before it finishes: no cleanup code of its own runs."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import os, signal, sys
+        from tinybert.io import {make}
+        with {make}(sys.argv[1]) as tmp:
+            (tmp / "part" if tmp.is_dir() else tmp).write_text("half")
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+
+
+@pytest.mark.parametrize("make", ["atomic_dir", "atomic_file"])
+def test_the_next_write_removes_what_a_killed_writer_left(tmp_path, make):
+    from tinybert import io
+
+    _killed_mid_write(tmp_path, make)
+    assert len(list(tmp_path.glob(".out.tmp-*"))) == 1 and not (tmp_path / "out").exists()
+
+    with getattr(io, make)(tmp_path / "out") as tmp:
+        (tmp / "f.txt" if make == "atomic_dir" else tmp).write_text("whole")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_temporary_names_of_a_live_writer_another_machine_or_another_output_stay(tmp_path):
+    import os
+    import socket
+
+    from tinybert.io import atomic_dir
+
+    host = socket.gethostname()
+    kept = [
+        f".out.tmp-{os.getppid()}@{host}-abcd1234",  # a process that still runs (this test's parent)
+        f".out.old-{os.getppid()}@{host}-abcd1234",
+        f".out.tmp-{_pid_of_a_finished_process()}@another-{host}-abcd1234",  # a shared filesystem's other machine
+        ".out.tmp-abcd1234",  # written before writers were named: no way to tell
+        f".outer.tmp-{_pid_of_a_finished_process()}@{host}-abcd1234",  # another output's
+    ]
+    for name in kept:
+        (tmp_path / name).mkdir()
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "f.txt").write_text("x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, "out"])
+
+
+def _pid_of_a_finished_process() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(child.stdout)

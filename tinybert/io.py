@@ -12,7 +12,9 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -33,7 +35,8 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    _remove_abandoned(final)
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(final, "tmp"), dir=final.parent))
     try:
         yield tmp
     except BaseException:
@@ -42,7 +45,7 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     try:
         _finish(tmp)
         _replace_dir(tmp, final)
-        _sync(final.parent)
+        _sync([final.parent])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already unless the replacement failed
 
@@ -53,7 +56,7 @@ def _replace_dir(new: Path, final: Path) -> None:
     if not final.exists():
         os.replace(new, final)
         return
-    aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+    aside = Path(tempfile.mkdtemp(prefix=_temporary_prefix(final, "old"), dir=final.parent))
     try:
         os.replace(final, aside / final.name)
         try:
@@ -70,7 +73,8 @@ def atomic_file(final: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; move it over ``final`` on success."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
+    _remove_abandoned(final)
+    fd, name = tempfile.mkstemp(prefix=_temporary_prefix(final, "tmp"), dir=final.parent)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -80,7 +84,42 @@ def atomic_file(final: str | os.PathLike) -> Iterator[Path]:
         raise
     _finish(tmp)
     os.replace(tmp, final)
-    _sync(final.parent)
+    _sync([final.parent])
+
+
+# Temporary names carry their writer, ".NAME.tmp-PID@HOST-XXXXXXXX" (".old-" for an output moved
+# aside), so that a later write of NAME can tell a killed writer's leftovers from work in progress.
+_TEMPORARY_NAME = r"\.{name}\.(?:tmp|old)-(\d+)@(.+)-[a-z0-9_]{{8}}"
+
+
+def _temporary_prefix(final: Path, kind: str) -> str:
+    return f".{final.name}.{kind}-{os.getpid()}@{socket.gethostname()}-"
+
+
+def _remove_abandoned(final: Path) -> None:
+    """Delete what a killed write of ``final`` left beside it (a SIGKILL or a power cut skips
+    every cleanup): the temporary names of this machine's processes that no longer run. Any
+    other may still be in use (a live process; a Dask worker elsewhere on a shared filesystem),
+    and stays, as do names without a writer (from before writers were named)."""
+    pattern = re.compile(_TEMPORARY_NAME.format(name=re.escape(final.name)))
+    host = socket.gethostname()
+    for path in final.parent.glob(f".{glob.escape(final.name)}.*"):
+        match = pattern.fullmatch(path.name)
+        if match and match[2] == host and not _process_exists(int(match[1])):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _finish(path: Path) -> None:
@@ -91,14 +130,13 @@ def _finish(path: Path) -> None:
     _sync(items)
 
 
-def _sync(items: list[Path] | Path) -> None:
+def _sync(items: list[Path]) -> None:
     """Flush ``items`` (a folder listed before what it holds, as :func:`_finish` lists them) to the disk.
 
     The contents are flushed before the rename and the parent folder after it: a rename alone
     survives a killed process, but after a power loss the new name may point at blocks that were
     never written, and a resumed run would trust an empty checkpoint or shard.
     """
-    items = [items] if isinstance(items, Path) else items
     for item in reversed(items):  # entries before the folders that list them
         if item.is_symlink():
             continue
