@@ -160,6 +160,8 @@ def _texts(values: list, ids: list[int], name: str, path: Path) -> list[str]:
 
 def read_examples(cfg: TaskConfig, path: Path, fmt: str) -> tuple[Examples, list[str] | None]:
     """Rows in source order and, when the format implies them, default label names."""
+    if fmt == "movie-reviews":
+        _fixed_movie_reviews_columns(cfg, path)
     text_columns = ("text",) if fmt == "movie-reviews" else tuple(c for c in (cfg.text_column, cfg.text_b_column) if c)
     columns, features = load_columns(path, fmt, text_columns)
     if fmt == "movie-reviews":
@@ -193,6 +195,18 @@ def read_examples(cfg: TaskConfig, path: Path, fmt: str) -> tuple[Examples, list
                                  f"{names}{' (-1: unlabelled row)' if v == -1 else ''}")
         labels = [None if v is None else names[v] for v in labels]
     return Examples(ids, texts, texts_b, list(labels), cfg.label_column), names
+
+
+def _fixed_movie_reviews_columns(cfg: TaskConfig, path: Path) -> None:
+    """The movie-reviews layout's columns are fixed: a column set by hand would be ignored, and a
+    second text column would silently make a pair task single-sentence."""
+    defaults = TaskConfig.model_fields
+    for field in ("text_column", "text_b_column", "label_column"):
+        value = getattr(cfg, field)
+        if value != defaults[field].default:
+            raise InputError(f"{path}: task.{field}={value!r}, but the movie-reviews layout has fixed columns "
+                             "(id, sentiment, text); leave task.text_column, text_b_column and label_column "
+                             "at their defaults, or set task.format: tsv to choose columns")
 
 
 def _not_nested(value, row: int, column: str, path: Path) -> None:
