@@ -42,18 +42,21 @@ def test_params_sections_passed_to_each_stage_exist_in_params_yaml():
         assert set(stage.sections) <= set(params), stage.name
 
 
-def test_the_two_task_distillation_steps_are_stages_that_track_only_their_own_schedule():
+def test_the_two_task_distillation_steps_are_stages_that_track_only_what_they_read():
     from tinybert.config import TaskDistillConfig
 
     first, second = BY_NAME["task-distill-intermediate"], BY_NAME["task-distill"]
     assert second.deps["intermediate_dir"] == first.outs["out_dir"]
-    assert "task_distill.prediction" not in first.params and "task_distill.intermediate" not in second.params
-    # what only decides the first step's start reaches the second through its output
-    assert not {"task_distill.general_student", "task_distill.general_projections"} & set(second.params)
-    # every other setting is tracked by both: none can change without DVC noticing
-    for field in set(TaskDistillConfig.model_fields) - {"prediction", "intermediate", "general_student",
-                                                          "general_projections"}:
-        assert f"task_distill.{field}" in first.params and f"task_distill.{field}" in second.params, field
+    # the prediction step's schedule, temperature and loss weight: the first stage reads none of them
+    for name in ("prediction", "temperature", "weights", "weights.prediction"):
+        assert f"task_distill.{name}" not in first.params, name
+    assert "task_distill.intermediate" not in second.params
+    # every other setting is tracked by both, the loss weights one by one in the first
+    assert "task_distill.weights" in second.params
+    for name in set(TaskDistillConfig.setting_names()) - {"prediction", "temperature", "weights.prediction",
+                                                          "intermediate"}:
+        assert f"task_distill.{name}" in first.params, name
+        assert f"task_distill.{name.split('.')[0]}" in second.params, name
 
 
 def test_the_flow_runs_the_registry_stages():

@@ -6,7 +6,7 @@ objects. A malformed file raises :class:`InputError` naming the file, the field 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -269,11 +269,29 @@ class TaskDistillConfig(MatchSettings):
     general_projections: bool = True
     distillation: bool = True  # False: "w/o TD", the student is fine-tuned on the labels instead
     augmented_data: bool = True  # False: "w/o DA", the original training rows only
-    one_step: bool = False  # True: all losses in one step (schedule: intermediate), not the reference's two
+    # True: all losses in one step, the second stage's (schedule: prediction), not the reference's
+    # two; the first stage then only gives the student its task head.
+    one_step: bool = False
     temperature: float = Field(1.0, gt=0)
     max_seq_len: TaskLength = "auto"
     intermediate: TrainSchedule = TrainSchedule(epochs=10, lr=5e-5)
     prediction: TrainSchedule = TrainSchedule(epochs=3, lr=3e-5)
+
+    # What only the prediction step reads. The first stage must not track them: changing one (the
+    # ablation's w/o L_pred is weights.prediction=0) then reruns the second stage alone.
+    PREDICTION_ONLY: ClassVar[tuple[str, ...]] = ("prediction", "temperature", "weights.prediction")
+
+    @classmethod
+    def setting_names(cls) -> tuple[str, ...]:
+        """Every setting's dotted name, with the loss weights one by one."""
+        return tuple(name for key in cls.model_fields
+                     for name in ([f"weights.{kind}" for kind in LOSS_KINDS] if key == "weights" else [key]))
+
+    def intermediate_settings(self) -> dict:
+        """The settings the first stage reads (the key of its checkpoints)."""
+        settings = self.model_dump(exclude={"prediction", "temperature"})
+        del settings["weights"]["prediction"]
+        return settings
 
 
 class EvaluateConfig(Section):

@@ -82,7 +82,7 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "augment",
         "tinybert.augment.stage:run",
-        ("backbone", "augment"),
+        ("augment",),
         deps={"task_dir": "data/task", "mlm_dir": "data/mlm"},
         outs={"out_dir": "data/augmented"},
         retries=1,
@@ -132,8 +132,9 @@ STAGES: tuple[Stage, ...] = (
             "general_dir": "data/general_student",
         },
         outs={"out_dir": "data/intermediate_student"},
-        # Not the prediction step's schedule: changing it reruns only the stage below.
-        params=(*(f"task_distill.{key}" for key in TaskDistillConfig.model_fields if key != "prediction"), "objective"),
+        # Not what only the prediction step reads: changing it reruns only the stage below.
+        params=(*(f"task_distill.{name}" for name in TaskDistillConfig.setting_names()
+                  if name not in TaskDistillConfig.PREDICTION_ONLY), "objective"),
         retries=1,
         trains=True,
     ),
@@ -147,12 +148,12 @@ STAGES: tuple[Stage, ...] = (
             "teacher_dir": "data/teacher",
             "intermediate_dir": "data/intermediate_student",
             "logits_dir": "data/teacher_logits",
+            # one_step's projections start from general distillation's here
+            "general_dir": "data/general_student",
         },
         outs={"out_dir": "data/student"},
-        # Not what only the first step reads (its schedule, where the student and the projections
-        # start): those reach this stage through data/intermediate_student.
-        params=(*(f"task_distill.{key}" for key in TaskDistillConfig.model_fields
-                  if key not in ("intermediate", "general_student", "general_projections")), "objective"),
+        # Not the first step's schedule: it reaches this stage through data/intermediate_student.
+        params=(*(f"task_distill.{key}" for key in TaskDistillConfig.model_fields if key != "intermediate"), "objective"),
         retries=1,
         trains=True,
     ),

@@ -151,15 +151,22 @@ def test_how_augmentation_is_cut_or_batched_is_no_reason_to_rebuild(built_repo):
         (built_repo / "params.yaml").write_text(before)
 
 
-def test_a_prediction_step_setting_reruns_the_prediction_step_not_the_intermediate_one(built_repo):
+@pytest.mark.parametrize("dotted, value", [
+    ("task_distill.prediction.lr", 0.0002),
+    ("task_distill.temperature", 2.0),
+    ("task_distill.weights.prediction", 0.0),  # the ablation's w/o L_pred
+])
+def test_a_prediction_step_setting_reruns_the_prediction_step_not_the_intermediate_one(built_repo, dotted, value):
     # The reference's two steps are two stages: the intermediate student is reused.
     before = (built_repo / "data/intermediate_student/model.safetensors").read_bytes()
-    set_param(built_repo, "task_distill.prediction.lr", 0.0002)
-    out = run(built_repo, "dvc", "repro").stdout
-    assert ran_stages(out) == ["task-distill", "evaluate"]
-    assert (built_repo / "data/intermediate_student/model.safetensors").read_bytes() == before
-    set_param(built_repo, "task_distill.prediction.lr", 0.0001)
-    run(built_repo, "dvc", "repro")
+    params = (built_repo / "params.yaml").read_text()
+    set_param(built_repo, dotted, value)
+    try:
+        assert ran_stages(run(built_repo, "dvc", "repro").stdout) == ["task-distill", "evaluate"]
+        assert (built_repo / "data/intermediate_student/model.safetensors").read_bytes() == before
+    finally:
+        (built_repo / "params.yaml").write_text(params)
+        run(built_repo, "dvc", "repro")
 
 
 def test_git_checkout_of_an_earlier_commit_and_dvc_checkout_restore_its_artifacts(built_repo):

@@ -80,14 +80,16 @@ def test_without_task_distillation_the_student_is_fine_tuned_on_labels(built_rep
     assert (tmp_path / "data/student/finetune_log.csv").is_file()
 
 
-def test_one_step_option_runs_all_losses_together_in_the_first_stage(built_repo, tmp_path):
+def test_one_step_option_runs_all_losses_together_in_the_second_stage(built_repo, tmp_path):
     report = distill_with(built_repo, tmp_path, one_step=True)
-    header = (tmp_path / "data/intermediate_student/one_step_log.csv").read_text().splitlines()[0].split(",")
+    header = (tmp_path / "data/student/one_step_log.csv").read_text().splitlines()[0].split(",")
     assert {"embedding_loss", "attention_loss", "hidden_loss", "prediction_loss"} <= set(header)
-    # the head is distilled already: the second stage trains nothing and passes the student on
-    assert report["one_step_steps"] == 3 and not [key for key in report if key.startswith("prediction")]
-    assert (tmp_path / "data/student/model.safetensors").read_bytes() == \
-        (tmp_path / "data/intermediate_student/model.safetensors").read_bytes()
+    # on the prediction step's schedule (3 steps in the tiny profile), from the general projections
+    assert report["one_step_steps"] == 3 and report["projections_init"] == "general"
+    assert not [key for key in report if key.startswith(("prediction", "intermediate"))]
+    # the first stage only gave the general student its new task head
+    assert not list((tmp_path / "data/intermediate_student").glob("*_log.csv"))
+    assert set(report["trained_on"]) == {"one_step"}
 
 
 def embedding_distance_from_general_student(built_repo, tmp_path) -> float:

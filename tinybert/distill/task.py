@@ -5,9 +5,10 @@
   embeddings, attention scores and hidden states on the augmented training set;
 - ``task-distill``: it then learns the teacher's logits (cached by the teacher-logits stage).
 
-A change to the prediction step's settings reruns only the second stage. Switches in
-``TaskDistillConfig`` turn components off for the paper's ablations (w/o GD, w/o TD, w/o DA; a
-loss is turned off by its weight) or run all losses in one step, in the first stage."""
+A change to what only the prediction step reads (its schedule, the temperature, the prediction
+loss's weight) reruns only the second stage. Switches in ``TaskDistillConfig`` turn components off
+for the paper's ablations (w/o GD, w/o TD, w/o DA; a loss is turned off by its weight) or run all
+losses in one step: the second stage's, the first then only giving the student its task head."""
 from __future__ import annotations
 
 import sys
@@ -34,9 +35,6 @@ from tinybert.models import load_classifier, load_tokenizer, model_dir, publish_
 from tinybert.training import BatchSource, checkpoint_dir, seed_everything, train
 
 FIRST_STEP_REPORT = "training.json"
-# The first stage's report says whether its step already distilled the prediction layer (one step
-# with all losses), which decides what the second stage does; the student's own report leaves it out.
-HEAD_DISTILLED = "head_distilled"
 
 
 def run_intermediate(
@@ -49,8 +47,8 @@ def run_intermediate(
     general_dir: Path,
     out_dir: Path,
 ) -> None:
-    """Stage task-distill-intermediate: the intermediate step (or, with ``one_step``, all losses
-    at once). Without task distillation (w/o TD) it only gives the student its new task head."""
+    """Stage task-distill-intermediate: the intermediate step. Without task distillation (w/o TD),
+    or with ``one_step`` (all losses in the next stage), it only gives the student its new task head."""
     cfg = switches.applied_to(cfg)
     seed_everything(cfg.intermediate.seed)
     task = _TaskData.read(cfg, task_dir, augmented_dir, teacher_dir)
@@ -58,23 +56,21 @@ def run_intermediate(
     if task.regression:
         student.config.problem_type = "regression"
     ckpt = checkpoint_dir(
-        "task-distill-intermediate", cfg.model_dump(exclude={"prediction"}), task.shards, task.teacher_digest,
+        "task-distill-intermediate", cfg.intermediate_settings(), task.shards, task.teacher_digest,
         content_sha256(general_dir), module=__name__,
     )
-    step_name = "one_step" if cfg.one_step else "intermediate"
     result = StepResult(None, False, None)
-    if cfg.distillation:
+    if cfg.distillation and not cfg.one_step:
         teacher = enable_capture(load_classifier(teacher_dir, what="teacher"))
-        general = general_dir if cfg.general_student and cfg.general_projections else None
-        result = _run_step(step_name, cfg.intermediate, cfg, student, teacher.config, task, ckpt, general, teacher)
+        result = _run_step("intermediate", cfg.intermediate, cfg, student, teacher.config, task, ckpt,
+                           _general_projections(cfg, general_dir), teacher)
     report = {
         **task.report(),
         "student_init": "general" if cfg.general_student else "random",
         **({"projections_init": result.projections} if result.projections else {}),
-        **({f"{step_name}_steps": len(result.log)} if result.log is not None else {}),
-        HEAD_DISTILLED: result.predicts,
+        **({"intermediate_steps": len(result.log)} if result.log is not None else {}),
     }
-    logs = {f"{step_name}_log": result.log} if result.log is not None else {}
+    logs = {"intermediate_log": result.log} if result.log is not None else {}
     publish_trained_model(out_dir, student, task.tokenizer, logs, report, ckpt)
 
 
@@ -87,11 +83,12 @@ def run(
     teacher_dir: Path,
     intermediate_dir: Path,
     logits_dir: Path,
+    general_dir: Path,
     out_dir: Path,
 ) -> None:
-    """Stage task-distill: the prediction step on the cached teacher logits. The head learns from
-    the labels instead where nothing distils it (w/o TD, w/o L_pred); after one step with all
-    losses the student is already complete."""
+    """Stage task-distill: the prediction step on the cached teacher logits, or with ``one_step``
+    all losses at once against the running teacher. The head learns from the labels instead where
+    nothing distils it (w/o TD, w/o L_pred)."""
     cfg = switches.applied_to(cfg)
     seed_everything(cfg.prediction.seed)
     task = _TaskData.read(cfg, task_dir, augmented_dir, teacher_dir)
@@ -104,24 +101,34 @@ def run(
         content_sha256(intermediate_dir), module=__name__,
     )
     logs: dict[str, list[dict]] = {}
+    report = dict(first)
     if not cfg.distillation:
         logs["finetune"] = _fine_tune("finetune", student, task.batches, cfg.prediction, ckpt)
     else:
-        head_distilled = bool(first.get(HEAD_DISTILLED))
-        if not cfg.one_step:
+        if cfg.one_step:
+            teacher = enable_capture(load_classifier(teacher_dir, what="teacher"))
+            result = _run_step("one_step", cfg.prediction, cfg, student, teacher.config, task, ckpt,
+                               _general_projections(cfg, general_dir), teacher)
+            if result.projections:
+                report["projections_init"] = result.projections
+        else:
             task.attach_teacher_logits(logits_dir, augmented_dir)
             teacher_config = AutoConfig.from_pretrained(model_dir(teacher_dir, "teacher"))
             result = _run_step("prediction", cfg.prediction, cfg, student, teacher_config, task, ckpt)
-            head_distilled |= result.predicts
-            if result.log is not None:
-                logs["prediction"] = result.log
-        if not head_distilled:
+        if result.log is not None:
+            logs["one_step" if cfg.one_step else "prediction"] = result.log
+        if not result.predicts:
             # Ablation "w/o L_pred" (or a prediction layer weighted 0 in layer_weights): nothing
             # distils the new task head, so it learns from the labels rather than stay random.
             logs["prediction_labels"] = _fine_tune("prediction_labels", student, task.batches, cfg.prediction, ckpt)
-    report = {key: value for key, value in first.items() if key != HEAD_DISTILLED}
     report.update(task.report(), **{f"{k}_steps": len(v) for k, v in logs.items()})
     publish_trained_model(out_dir, student, task.tokenizer, {f"{k}_log": v for k, v in logs.items()}, report, ckpt)
+
+
+def _general_projections(cfg: TaskDistillConfig, general_dir: Path) -> Path | None:
+    """Where W_e / W_h start: general distillation's folder, as the reference, unless the student
+    starts at random (w/o GD) or ``general_projections`` is off."""
+    return general_dir if cfg.general_student and cfg.general_projections else None
 
 
 def _first_step_report(intermediate_dir: Path) -> dict:
@@ -131,8 +138,8 @@ def _first_step_report(intermediate_dir: Path) -> dict:
     except (OSError, ValueError) as err:
         raise InputError(f"{path}: the intermediate student's report is unreadable ({first_line(err)}); "
                          "run task-distill-intermediate first") from None
-    if not isinstance(report, dict) or HEAD_DISTILLED not in report:
-        raise InputError(f"{path}: no {HEAD_DISTILLED!r} field; not written by task-distill-intermediate")
+    if not isinstance(report, dict) or "student_init" not in report:
+        raise InputError(f"{path}: no 'student_init' field; not written by task-distill-intermediate")
     return report
 
 
