@@ -193,3 +193,17 @@ def test_the_mask_handed_to_bert_gives_the_same_states_as_the_padding_mask(token
     with torch.inference_mode():
         assert torch.equal(model.bert(**given).last_hidden_state,
                            model.bert(**{**given, "attention_mask": padding}).last_hidden_state)
+
+
+def test_bf16_candidates_on_a_cpu_that_would_emulate_bf16_say_so_once(tokenizer, monkeypatch, capsys):
+    from tinybert import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_bf16_units", lambda: False)
+    runtime.warn_if_bf16_is_emulated.cache_clear()
+    try:
+        for _ in range(2):  # a model per shard in one worker
+            MlmCandidates(make_mlm(tokenizer), tokenizer, k=3, batch_size=8, precision="bf16")
+        MlmCandidates(make_mlm(tokenizer), tokenizer, k=3, batch_size=8)
+    finally:
+        runtime.warn_if_bf16_is_emulated.cache_clear()
+    assert [line[:26] for line in capsys.readouterr().err.splitlines()] == ["warning: precision bf16 on"]

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tinybert.runtime import warn_if_bf16_is_emulated
+
 MAX_LENGTH = 512
 
 
@@ -123,6 +125,7 @@ class MlmCandidates:
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
         self.model = model.to(device).eval()
+        warn_if_bf16_is_emulated(torch.device(device).type, precision)
         # bf16 autocast runs the encoder's matrix products 2-3x faster where the hardware has bf16
         # units (AMX, tensor cores), but near-tied scores can swap places, so the candidate lists
         # (and the sampled sentences) are no longer exactly Algorithm 1's; fp32 is exact.
