@@ -121,8 +121,8 @@ def run_stage(rows: int, mlm: Path, task: Path, workers: int = 1, shard_rows: in
     training rows; ``cpu`` receives its CPU seconds (see ``run_measured``)."""
     seconds, peak, manifest = run_measured(
         f"import sys; sys.path.insert(0, 'benchmarks'); import allocators; allocators.use({allocator!r}); "
-        "from tinybert.augment import stage; from tinybert.config import AugmentConfig, BackboneConfig",
-        f"stage.run(BackboneConfig(), AugmentConfig(n_aug={N_AUG}, k={K}, max_examples={rows}, workers={workers}, "
+        "from tinybert.augment import stage; from tinybert.config import AugmentConfig",
+        f"stage.run(AugmentConfig(n_aug={N_AUG}, k={K}, max_examples={rows}, workers={workers}, "
         f"shard_rows={shard_rows}, batch_size={batch_size}, glove={glove!r}), task_dir=Path({str(task)!r}), "
         f"mlm_dir=Path({str(mlm)!r}), out_dir=OUT)", cpu)
     return seconds, peak, manifest["source_sentences"]

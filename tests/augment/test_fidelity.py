@@ -12,7 +12,7 @@ from tinybert.augment.algorithm import candidate_sets
 from tinybert.augment.glove import GloveNeighbours, load_glove
 from tinybert.augment.mlm import MlmCandidates
 from tinybert.augment.words import basic_words, load_stopwords
-from tinybert.config import AugmentConfig, BackboneConfig
+from tinybert.config import AugmentConfig
 from tinybert.io import read_sharded
 
 from .conftest import make_mlm
@@ -68,7 +68,7 @@ def test_the_stage_writes_the_sentences_of_the_literal_algorithm(assets, tokeniz
         "label": pa.array([1.0, 0.0, 1.0], pa.float64()),
     }), task / "train.parquet")
     cfg = AugmentConfig(glove="embedded:glove-6b-50d", glove_limit=GLOVE_LIMIT, k=K, p_t=0.4, n_aug=6, seed=9, batch_size=4)
-    stage.run(BackboneConfig(), cfg, task_dir=task, mlm_dir=mlm_dir, out_dir=tmp_path / "out")
+    stage.run(cfg, task_dir=task, mlm_dir=mlm_dir, out_dir=tmp_path / "out")
     written = read_sharded(tmp_path / "out").to_pydict()
 
     expected = [row for i, (a, b) in zip((5, 6, 7), PAIRS) for row in reference.augment_example(i, a, b, seed=9)]

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from tinybert.augment import stage
-from tinybert.config import AugmentConfig, BackboneConfig
+from tinybert.config import AugmentConfig
 from tinybert.io import read_sharded
 
 from .conftest import MINILM
@@ -30,7 +30,7 @@ def test_stage_runs_on_real_assets(tmp_path):
     rows = [(s, None, float(i % 2), i) for i, s in enumerate(SENTENCES)]
     task = write_task(tmp_path / "task", rows)
     start = time.perf_counter()
-    stage.run(BackboneConfig(), AugmentConfig(n_aug=10, max_examples=12), task_dir=task, mlm_dir=mlm_dir,
+    stage.run(AugmentConfig(n_aug=10, max_examples=12), task_dir=task, mlm_dir=mlm_dir,
               out_dir=tmp_path / "out")
     elapsed = time.perf_counter() - start
     table = read_sharded(tmp_path / "out")

@@ -6,13 +6,11 @@ import pytest
 
 from tinybert import sharding
 from tinybert.augment import pipeline, stage
-from tinybert.config import AugmentConfig, BackboneConfig
+from tinybert.config import AugmentConfig
 from tinybert.errors import InputError
-from tinybert.io import read_sharded
+from tinybert.io import content_sha256, read_sharded
 
 from .conftest import TINY_VECTORS, make_mlm
-
-BACKBONE = BackboneConfig()
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +54,7 @@ SINGLE = [
 def run(tmp_path, glove_file, mlm_dir, rows=SINGLE, pairs=False, **overrides):
     cfg = AugmentConfig(**{"glove": glove_file, "k": 1, "p_t": 1.0, "n_aug": 5, **overrides})
     task = write_task(tmp_path / "task", rows, pairs)
-    stage.run(BACKBONE, cfg, task_dir=task, mlm_dir=mlm_dir, out_dir=tmp_path / "out")
+    stage.run(cfg, task_dir=task, mlm_dir=mlm_dir, out_dir=tmp_path / "out")
     return read_sharded(tmp_path / "out"), json.loads((tmp_path / "out" / "manifest.json").read_text())
 
 
@@ -76,6 +74,8 @@ def test_stage_writes_original_then_hand_computed_variants(tmp_path, glove_file,
     assert {k: manifest[k] for k in ("p_t", "n_aug", "k", "seed", "source_rows", "generated_rows")} == \
         dict(p_t=1.0, n_aug=5, k=1, seed=42, source_rows=3, generated_rows=3)
     assert (manifest["words_mlm"], manifest["words_glove"], manifest["words_itself"]) == (5, 1, 1)
+    # the MLM that made the candidates is recorded by content, not by a setting the stage never reads
+    assert manifest["mlm_sha256"] == content_sha256(mlm_dir) and "backbone" not in manifest
 
 
 def test_pairs_pair_each_sentence_variants_with_the_original_other(tmp_path, glove_file, mlm_dir):
@@ -94,7 +94,7 @@ def test_auto_n_aug_takes_the_references_value_for_the_task(tmp_path, glove_file
     cfg = AugmentConfig(glove=glove_file, k=5, p_t=0.5, n_aug="auto")
     rows = [("A cat and a dog sat on the unbelievably soft mat with another cat and a dog today!", None, 1.0, 1)]
     task = write_task(tmp_path / "task", rows, glue_task=glue_task)
-    stage.run(BACKBONE, cfg, task_dir=task, mlm_dir=mlm_dir, out_dir=tmp_path / "out")
+    stage.run(cfg, task_dir=task, mlm_dir=mlm_dir, out_dir=tmp_path / "out")
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["n_aug"] == n_aug
     assert 6 < manifest["rows"] <= n_aug + 1  # more than a small N_a gives: up to N_a + 1 rows
@@ -172,7 +172,7 @@ def test_a_shard_decodes_only_the_row_groups_holding_its_rows(tmp_path, glove_fi
     monkeypatch.setattr(pq.ParquetFile, "read_row_groups",
                         lambda self, groups, **kw: read.append(list(groups)) or real(self, groups, **kw))
     cfg = AugmentConfig(glove=glove_file, k=1, p_t=1.0, n_aug=2, shard_rows=3)
-    stage.run(BACKBONE, cfg, task_dir=task, mlm_dir=mlm_dir, out_dir=tmp_path / "out")
+    stage.run(cfg, task_dir=task, mlm_dir=mlm_dir, out_dir=tmp_path / "out")
     # shards of 3 rows over row groups of 2: [0,3) [3,6) [6,9) [9,10)
     assert read == [[0, 1], [1, 2], [3, 4], [4]]
     assert read_sharded(tmp_path / "out").column("source_id").unique().to_pylist() == list(range(10))
@@ -183,14 +183,14 @@ def test_null_text_is_an_input_error_naming_the_file(tmp_path, glove_file, mlm_d
     table = pa.table({"text": pa.array(["a cat", None], pa.string()), "label": [1.0, 0.0], "id": [1, 2]})
     pq.write_table(table, tmp_path / "task" / "train.parquet")
     with pytest.raises(InputError, match=r"train.parquet: column text has 1 null"):
-        stage.run(BACKBONE, AugmentConfig(glove=glove_file), task_dir=tmp_path / "task", mlm_dir=mlm_dir,
+        stage.run(AugmentConfig(glove=glove_file), task_dir=tmp_path / "task", mlm_dir=mlm_dir,
                   out_dir=tmp_path / "out")
 
 
 def test_missing_training_set_is_an_input_error(tmp_path, glove_file, mlm_dir):
     (tmp_path / "task").mkdir()
     with pytest.raises(InputError, match="train.parquet"):
-        stage.run(BACKBONE, AugmentConfig(glove=glove_file), task_dir=tmp_path / "task", mlm_dir=mlm_dir,
+        stage.run(AugmentConfig(glove=glove_file), task_dir=tmp_path / "task", mlm_dir=mlm_dir,
                   out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -198,7 +198,7 @@ def test_missing_training_set_is_an_input_error(tmp_path, glove_file, mlm_dir):
 def test_missing_mlm_folder_is_an_input_error(tmp_path, glove_file):
     task = write_task(tmp_path / "task", SINGLE)
     with pytest.raises(InputError, match="nomlm"):
-        stage.run(BACKBONE, AugmentConfig(glove=glove_file), task_dir=task, mlm_dir=tmp_path / "nomlm",
+        stage.run(AugmentConfig(glove=glove_file), task_dir=task, mlm_dir=tmp_path / "nomlm",
                   out_dir=tmp_path / "out")
 
 
@@ -206,7 +206,7 @@ def test_non_numeric_label_is_an_input_error(tmp_path, glove_file, mlm_dir):
     (tmp_path / "task").mkdir()
     pq.write_table(pa.table({"text": ["a cat"], "label": ["pos"], "id": [1]}), tmp_path / "task" / "train.parquet")
     with pytest.raises(InputError, match="label"):
-        stage.run(BACKBONE, AugmentConfig(glove=glove_file), task_dir=tmp_path / "task", mlm_dir=mlm_dir,
+        stage.run(AugmentConfig(glove=glove_file), task_dir=tmp_path / "task", mlm_dir=mlm_dir,
                   out_dir=tmp_path / "out")
 
 

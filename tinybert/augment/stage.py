@@ -27,7 +27,7 @@ from tinybert.augment.glove import GloveNeighbours, load_glove
 from tinybert.augment.mlm import MlmCandidates, sentence_pieces
 from tinybert.augment.pipeline import AugmentTools, augmented_chunks
 from tinybert.augment.words import load_stopwords
-from tinybert.config import AugmentConfig, BackboneConfig
+from tinybert.config import AugmentConfig
 from tinybert.errors import InputError
 from tinybert import task_defaults
 from tinybert.io import content_sha256, file_sha256, read_json, read_rows
@@ -46,7 +46,7 @@ SCHEMA = pa.schema([
     ("is_original", pa.bool_()),
 ])
 MANIFEST_KEYS = (
-    "p_t", "n_aug", "k", "seed", "glove", "glove_limit", "max_examples", "precision", "backbone",
+    "p_t", "n_aug", "k", "seed", "glove", "glove_limit", "max_examples", "precision", "mlm_sha256",
     "source_rows", "augmented_rows", "source_sentences", "original_rows", "generated_rows",
     "words_mlm", "words_glove", "words_itself",
 )
@@ -182,7 +182,7 @@ def augment_shard(job: ShardJob, shard: Shard) -> tuple[pa.Table, dict]:
     }
 
 
-def plan(backbone: BackboneConfig, cfg: AugmentConfig, *, task_dir: Path, mlm_dir: Path, **_outs) -> ShardJob:
+def plan(cfg: AugmentConfig, *, task_dir: Path, mlm_dir: Path, **_outs) -> ShardJob:
     """Check the inputs and split the training set into shards of ``cfg.shard_rows`` rows."""
     num_rows = check_train(task_dir)
     # `auto` becomes the task's number once, here: shards and the manifest read it from the job.
@@ -213,11 +213,11 @@ def augmented_sentences(cfg: AugmentConfig, shard: Shard) -> int:
     return max(0, min(shard.stop, cfg.max_examples) - shard.start)
 
 
-def publish(backbone: BackboneConfig, cfg: AugmentConfig, job: ShardJob, results: list[dict], out_dir: Path) -> dict:
+def publish(cfg: AugmentConfig, job: ShardJob, results: list[dict], out_dir: Path) -> dict:
     total = lambda key: sum(r[key] for r in results)  # noqa: E731
     metadata = dict(
         p_t=cfg.p_t, n_aug=job.context[0].n_aug, k=cfg.k, seed=cfg.seed, glove=cfg.glove, glove_limit=cfg.glove_limit,
-        max_examples=cfg.max_examples, precision=cfg.precision, backbone=backbone.model,
+        max_examples=cfg.max_examples, precision=cfg.precision, mlm_sha256=content_sha256(job.context[2]),
         source_rows=total("source_rows"), augmented_rows=total("augmented_rows"), source_sentences=total("sentences"),
         original_rows=total("source_rows"), generated_rows=total("rows") - total("source_rows"),
         words_mlm=total("words_mlm"), words_glove=total("words_glove"), words_itself=total("words_itself"),
@@ -225,15 +225,15 @@ def publish(backbone: BackboneConfig, cfg: AugmentConfig, job: ShardJob, results
     return publish_shards(job, out_dir, results, SCHEMA, metadata)
 
 
-def run(backbone: BackboneConfig, cfg: AugmentConfig, *, task_dir: Path, mlm_dir: Path, out_dir: Path) -> None:
+def run(cfg: AugmentConfig, *, task_dir: Path, mlm_dir: Path, out_dir: Path) -> None:
     """Augment ``task_dir/train.parquet`` into ``out_dir``, shard by shard, with ``cfg.workers``
     local processes. An interrupted run resumes from the shards it finished.
 
-    ``backbone`` is recorded in the manifest only: the MLM folder carries its own tokenizer,
-    which is the backbone's when the mlm stage built it.
+    The MLM folder carries its own tokenizer (the backbone's when the mlm stage built it), so the
+    backbone setting is not read here; the manifest records the digest of the MLM folder used.
     """
-    job = plan(backbone, cfg, task_dir=task_dir, mlm_dir=mlm_dir)
+    job = plan(cfg, task_dir=task_dir, mlm_dir=mlm_dir)
     units = lambda shard: augmented_sentences(cfg, shard)  # noqa: E731
     progress = Progress("augment", len(job.shards), sum(units(s) for s in job.shards), "examples")
     results = run_shards(job, cfg.workers, progress, units)
-    publish(backbone, cfg, job, results, out_dir)
+    publish(cfg, job, results, out_dir)
