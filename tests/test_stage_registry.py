@@ -59,6 +59,22 @@ def test_the_two_task_distillation_steps_are_stages_that_track_only_what_they_re
         assert f"task_distill.{name.split('.')[0]}" in second.params, name
 
 
+def test_the_first_steps_checkpoint_key_holds_exactly_the_settings_its_stage_tracks():
+    from tinybert.config import TaskDistillConfig
+
+    def dotted(settings: dict, prefix: str = "") -> set[str]:
+        return {name for key, value in settings.items()
+                for name in (dotted(value, f"{prefix}{key}.") if key == "weights" else [f"{prefix}{key}"])}
+
+    # a resumed first step must not continue a run made with other settings it reads, and a
+    # change to what it does not read must not throw its checkpoint away
+    key = dotted(TaskDistillConfig().intermediate_settings())
+    tracked = {p.removeprefix("task_distill.") for p in BY_NAME["task-distill-intermediate"].params
+               if p.startswith("task_distill.")}
+    assert key == tracked
+    assert not key & set(TaskDistillConfig.PREDICTION_ONLY)
+
+
 def test_the_flow_runs_the_registry_stages():
     import inspect
 

@@ -289,8 +289,13 @@ class TaskDistillConfig(MatchSettings):
 
     def intermediate_settings(self) -> dict:
         """The settings the first stage reads (the key of its checkpoints)."""
-        settings = self.model_dump(exclude={"prediction", "temperature"})
-        del settings["weights"]["prediction"]
+        settings = self.model_dump()
+        for name in self.PREDICTION_ONLY:
+            *sections, key = name.split(".")
+            holder = settings
+            for section in sections:
+                holder = holder[section]
+            del holder[key]
         return settings
 
 
