@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -145,10 +146,19 @@ def _load_models(key: tuple, cfg: AugmentConfig, mlm_dir: Path) -> AugmentTools:
     return _LOADED[key]
 
 
+class AugmentJobContext(NamedTuple):
+    """What every shard of one run shares (:attr:`ShardJob.context`)."""
+
+    cfg: AugmentConfig  # with ``n_aug`` resolved
+    task_dir: Path
+    mlm_dir: Path
+    mlm_sha256: str  # hashed once, in plan: the checkpoint's key and the manifest both record it
+
+
 def augment_shard(job: ShardJob, shard: Shard) -> tuple[pa.Table, dict]:
     """Rows ``shard.start:shard.stop`` of the training set, augmented: a pure function of those
     rows, the models and the seed (each example's generator comes from (seed, id))."""
-    cfg, task_dir, mlm_dir = job.context
+    cfg, task_dir, mlm_dir, _ = job.context
     models = _models(cfg, mlm_dir)
     table = read_rows(Path(task_dir) / "train.parquet", shard.start, shard.stop)
     texts = table.column("text").to_pylist()
@@ -190,11 +200,12 @@ def plan(cfg: AugmentConfig, *, task_dir: Path, mlm_dir: Path, **_outs) -> Shard
     # A bad MLM folder or GloVe file fails here, before any worker starts; shards computed in
     # this process then reuse the loaded models.
     _models(cfg, mlm_dir)
+    mlm_sha256 = content_sha256(mlm_dir)
     fingerprint = (cfg.model_dump(exclude={"workers", "batch_size", "batch_tokens"}), file_sha256(Path(task_dir) / "train.parquet"),
-                   content_sha256(mlm_dir), content_sha256(resolve(cfg.glove, "augment.glove")))
+                   mlm_sha256, content_sha256(resolve(cfg.glove, "augment.glove")))
     return ShardJob(
         compute="tinybert.augment.stage:augment_shard",
-        context=(cfg, Path(task_dir), Path(mlm_dir)),
+        context=AugmentJobContext(cfg, Path(task_dir), Path(mlm_dir), mlm_sha256),
         work_dir=checkpoint_dir("augment", fingerprint, module=__name__),
         shards=tuple(plan_shards(num_rows, cfg.shard_rows)),
     )
@@ -216,8 +227,8 @@ def augmented_sentences(cfg: AugmentConfig, shard: Shard) -> int:
 def publish(cfg: AugmentConfig, job: ShardJob, results: list[dict], out_dir: Path) -> dict:
     total = lambda key: sum(r[key] for r in results)  # noqa: E731
     metadata = dict(
-        p_t=cfg.p_t, n_aug=job.context[0].n_aug, k=cfg.k, seed=cfg.seed, glove=cfg.glove, glove_limit=cfg.glove_limit,
-        max_examples=cfg.max_examples, precision=cfg.precision, mlm_sha256=content_sha256(job.context[2]),
+        p_t=cfg.p_t, n_aug=job.context.cfg.n_aug, k=cfg.k, seed=cfg.seed, glove=cfg.glove, glove_limit=cfg.glove_limit,
+        max_examples=cfg.max_examples, precision=cfg.precision, mlm_sha256=job.context.mlm_sha256,
         source_rows=total("source_rows"), augmented_rows=total("augmented_rows"), source_sentences=total("sentences"),
         original_rows=total("source_rows"), generated_rows=total("rows") - total("source_rows"),
         words_mlm=total("words_mlm"), words_glove=total("words_glove"), words_itself=total("words_itself"),
