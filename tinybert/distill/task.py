@@ -35,6 +35,9 @@ from tinybert.models import load_classifier, load_tokenizer, model_dir, publish_
 from tinybert.training import BatchSource, checkpoint_dir, seed_everything, train
 
 FIRST_STEP_REPORT = "training.json"
+# The field of FIRST_STEP_REPORT that says where the student started ("general" or "random"); the
+# second stage checks it to tell the first stage's report from another training.json.
+STUDENT_INIT = "student_init"
 
 
 def run_intermediate(
@@ -66,7 +69,7 @@ def run_intermediate(
                            _general_projections(cfg, general_dir), teacher)
     report = {
         **task.report(),
-        "student_init": "general" if cfg.general_student else "random",
+        STUDENT_INIT: "general" if cfg.general_student else "random",
         **({"projections_init": result.projections} if result.projections else {}),
         **({"intermediate_steps": len(result.log)} if result.log is not None else {}),
     }
@@ -105,18 +108,19 @@ def run(
     if not cfg.distillation:
         logs["finetune"] = _fine_tune("finetune", student, task.batches, cfg.prediction, ckpt)
     else:
+        step = "one_step" if cfg.one_step else "prediction"
         if cfg.one_step:
             teacher = enable_capture(load_classifier(teacher_dir, what="teacher"))
-            result = _run_step("one_step", cfg.prediction, cfg, student, teacher.config, task, ckpt,
+            result = _run_step(step, cfg.prediction, cfg, student, teacher.config, task, ckpt,
                                _general_projections(cfg, general_dir), teacher)
             if result.projections:
                 report["projections_init"] = result.projections
         else:
             task.attach_teacher_logits(logits_dir, augmented_dir)
             teacher_config = AutoConfig.from_pretrained(model_dir(teacher_dir, "teacher"))
-            result = _run_step("prediction", cfg.prediction, cfg, student, teacher_config, task, ckpt)
+            result = _run_step(step, cfg.prediction, cfg, student, teacher_config, task, ckpt)
         if result.log is not None:
-            logs["one_step" if cfg.one_step else "prediction"] = result.log
+            logs[step] = result.log
         if not result.predicts:
             # Ablation "w/o L_pred" (or a prediction layer weighted 0 in layer_weights): nothing
             # distils the new task head, so it learns from the labels rather than stay random.
@@ -138,8 +142,8 @@ def _first_step_report(intermediate_dir: Path) -> dict:
     except (OSError, ValueError) as err:
         raise InputError(f"{path}: the intermediate student's report is unreadable ({first_line(err)}); "
                          "run task-distill-intermediate first") from None
-    if not isinstance(report, dict) or "student_init" not in report:
-        raise InputError(f"{path}: no 'student_init' field; not written by task-distill-intermediate")
+    if not isinstance(report, dict) or STUDENT_INIT not in report:
+        raise InputError(f"{path}: no '{STUDENT_INIT}' field; not written by task-distill-intermediate")
     return report
 
 
