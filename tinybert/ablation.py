@@ -25,6 +25,7 @@ from pathlib import Path
 
 from tinybert.config import LOSS_KINDS, load_params
 from tinybert.errors import InputError
+from tinybert.summary import retention_percent
 
 
 @dataclass(frozen=True)
@@ -260,7 +261,7 @@ def markdown_table(results: list[dict]) -> str:
         runs = f" {len(r.get('runs') or [r])} |" if several else ""
         mm_cell = f" {_score(r, 'dev_mismatched')} |" if mnli else ""
         lines.append(
-            f"| {r['label']} | {_score(r, 'dev')} |{mm_cell} {_score(r, 'test')} | {delta} | {_percent(r['retention_dev'])} |{runs}"
+            f"| {r['label']} | {_score(r, 'dev')} |{mm_cell} {_score(r, 'test')} | {delta} | {retention_percent(r['retention_dev'])} |{runs}"
         )
     teacher = results[0]["teacher_dev"]
     lines.append("")
@@ -268,10 +269,6 @@ def markdown_table(results: list[dict]) -> str:
     if several:
         lines.append("Several runs: mean ± standard deviation over task distillation's seeds.")
     return "\n".join(lines)
-
-
-def _percent(ratio: float | None) -> str:
-    return "n/a" if ratio is None else f"{ratio:.1%}"  # None: the teacher scored 0 (MCC can)
 
 
 def _score(result: dict, split: str) -> str:

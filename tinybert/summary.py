@@ -11,7 +11,8 @@ def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
 
 
-def _percent(ratio: float | None) -> str:
+def retention_percent(ratio: float | None) -> str:
+    """A student's share of its teacher's score; None when the teacher scored 0 (MCC can)."""
     return "n/a (teacher at 0)" if ratio is None else f"{ratio:.1%}"
 
 
@@ -27,7 +28,7 @@ def summary_table(metrics_path: str | Path = "data/evaluation/metrics.json") -> 
     ]
     splits = report.get("splits", ["dev", "test"])
     rows += [
-        (f"{name} {metric}", f"{t[name][metric]:.4f}", f"{s[name][metric]:.4f}", _percent(report["retention"][name]))
+        (f"{name} {metric}", f"{t[name][metric]:.4f}", f"{s[name][metric]:.4f}", retention_percent(report["retention"][name]))
         for name in splits
     ]
     if "f1" in t["dev"]:
