@@ -190,7 +190,7 @@ def train(
         # On the CPU: the modules and the optimizer move what they load to their parameters'
         # device, except AdamW's step counters, which must stay CPU scalars (on a GPU each would
         # cost two host syncs per parameter per step for the rest of the run).
-        state = torch.load(state_path, weights_only=False, map_location="cpu")
+        state = torch.load(state_path, weights_only=True, map_location="cpu")
         for key, module in modules.items():
             module.load_state_dict(state["modules"][key])
         optimizer.load_state_dict(state["optimizer"])
