@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU tests and every GPU figure benchmarks/README.md quotes (augmentation, distillation steps in fp32,
-# bf16 and fp16 at batch 32 and 256, inference in each dtype), in one run: for a lent GPU machine,
+# bf16 and fp16 at batch 32 and 256, the objective alone, inference in each dtype), in one run: for a lent GPU machine,
 # whose time is short. About 7 minutes on an H100 (a device call may last 10): the augmentation
 # check runs 1024 sentences. Each check writes $OUT/<name>.txt (default ./gpu-figures) and prints its tail.
 #
@@ -75,6 +75,9 @@ for precision in $PRECISIONS; do
         check "distillation-$precision-$batch" 150 python benchmarks/distillation.py --bert-base --device "$DEVICE" \
             --precision "$precision" --batch "$batch" --steps "$STEPS"
     done
+    # The objective alone, stacked layers against one loss per match: what the GD step's overhead is made of.
+    check "objective-$precision" 60 python benchmarks/objective.py --device "$DEVICE" --precision "$precision" \
+        --repeats "$STEPS"
 done
 for dtype in $PRECISIONS; do
     wanted inference || break

@@ -7,7 +7,7 @@ from tinybert.config import LossWeights
 from tinybert.distill.matches import Match, build_matches
 from tinybert.distill.objective import DistillationObjective
 from tinybert.errors import InputError
-from tinybert.losses import attention_loss, hidden_loss, soft_cross_entropy
+from tinybert.losses import attention_loss, embedding_loss, hidden_loss, soft_cross_entropy
 
 
 def test_intermediate_matches_follow_the_uniform_mapping():
@@ -50,6 +50,31 @@ def test_objective_sums_weighted_losses_of_every_match(padded_batch):
     )
     assert total.item() == pytest.approx(expected.item(), rel=1e-5)
     assert set(parts) == {"embedding_loss", "hidden_loss", "attention_loss", "prediction_loss"}
+
+
+def test_separate_projections_and_layer_weights_give_the_per_layer_sum_and_each_kinds_unweighted_part(padded_batch):
+    # The objective computes each loss kind's layers together; this is the sum it must equal,
+    # written one layer at a time with the per-layer loss functions.
+    student, teacher = _models()
+    matches = build_matches("bottom", 2, 4, LossWeights(attention=0.5), intermediate=True, prediction=False,
+                            layer_weights={0: 2.0, 2: 3.0})
+    objective = DistillationObjective(matches, 8, 24, student_heads=4, teacher_heads=4, shared_projection=False)
+    s = forward_features(student, padded_batch)
+    with torch.inference_mode():  # as the loop runs the teacher
+        t = forward_features(teacher, padded_batch)
+    total, parts = objective(s, t)
+    embedding = embedding_loss(s.hidden[0], t.hidden[0].clone(), objective.embedding_proj)
+    hidden = [hidden_loss(s.hidden[m], t.hidden[m].clone(), objective.hidden_proj) for m in (1, 2)]
+    attention = [attention_loss(s.scores[m - 1], t.scores[m - 1]) for m in (1, 2)]
+    expected = 2.0 * embedding + hidden[0] + 3.0 * hidden[1] + 0.5 * attention[0] + 1.5 * attention[1]
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert parts["embedding_loss"].item() == pytest.approx(embedding.item(), rel=1e-6)
+    assert parts["hidden_loss"].item() == pytest.approx((hidden[0] + hidden[1]).item(), rel=1e-6)
+    assert parts["attention_loss"].item() == pytest.approx((attention[0] + attention[1]).item(), rel=1e-6)
+    total.backward()  # the teacher's inference-mode outputs may take part in a loss autograd differentiates
+    assert objective.embedding_proj.weight.grad is not None and objective.hidden_proj.weight.grad is not None
+    # what checkpoints and the saved projections hold: W_h and W_e only
+    assert set(objective.state_dict()) == {"hidden_proj.weight", "hidden_proj.bias", "embedding_proj.weight", "embedding_proj.bias"}
 
 
 def test_shared_projection_is_one_module_and_separate_is_two():

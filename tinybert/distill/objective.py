@@ -1,6 +1,8 @@
 """The distillation objective: projections W_e / W_h plus the loss of every match."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -11,18 +13,35 @@ from tinybert.config import MatchSettings
 from tinybert.distill.matches import Match, build_matches
 from tinybert.errors import InputError
 from tinybert.losses import (
-    attention_loss,
-    embedding_loss,
-    head_mean_attention_loss,
-    hidden_loss,
+    attention_losses,
+    head_mean_attention_losses,
     regression_prediction_loss,
     soft_cross_entropy,
+    state_losses,
 )
 
 # General distillation saves its W_h / W_e here, beside the general student, and task
 # distillation starts from them, as the reference does: its general TinyBERT checkpoint holds
 # ``fit_dense``, which the task stage's model loads with the rest of the weights.
 PROJECTIONS_FILE = "projections.safetensors"
+
+
+@dataclass(frozen=True)
+class _LayerStack:
+    """Matches computed together: one loss function over their layers stacked, (k, ...) -> (k,).
+
+    ``weights`` and ``kinds`` name non-persistent buffers (the state dict, which checkpoints and
+    the saved projections hold, stays W_h and W_e): each match's weight, and a (k, kinds) 0/1
+    matrix that sums the per-layer losses into each loss kind's logged part."""
+
+    matches: tuple[Match, ...]
+    projection: str | None  # attribute holding the projection; None: attention scores
+    weights: str
+    kinds: str
+
+    @property
+    def kind_names(self) -> list[str]:
+        return list(dict.fromkeys(m.feature for m in self.matches))
 
 
 class DistillationObjective(nn.Module):
@@ -59,6 +78,20 @@ class DistillationObjective(nn.Module):
         self.regression = regression
         self.hidden_proj = nn.Linear(student_hidden, teacher_hidden)
         self.embedding_proj = self.hidden_proj if shared_projection else nn.Linear(student_hidden, teacher_hidden)
+        states = {"embedding": "hidden_proj" if shared_projection else "embedding_proj", "hidden": "hidden_proj"}
+        groups: dict[str | None, list[Match]] = {}
+        for match in self.matches:
+            if match.feature != "prediction":
+                groups.setdefault(states.get(match.feature), []).append(match)
+        self._stacks = [self._stack(i, tuple(group), projection) for i, (projection, group) in enumerate(groups.items())]
+        self._prediction = next((m for m in self.matches if m.feature == "prediction"), None)
+
+    def _stack(self, index: int, matches: tuple[Match, ...], projection: str | None) -> _LayerStack:
+        stack = _LayerStack(matches, projection, f"_stack{index}_weights", f"_stack{index}_kinds")
+        self.register_buffer(stack.weights, torch.tensor([m.weight for m in matches]), persistent=False)
+        kinds = torch.tensor([[float(m.feature == kind) for kind in stack.kind_names] for m in matches])
+        self.register_buffer(stack.kinds, kinds, persistent=False)
+        return stack
 
     def _projections(self, *, distinct: bool = False) -> list[tuple[str, nn.Linear]]:
         """(name, module) of W_h and W_e; with ``distinct``, a shared W_e is left out."""
@@ -104,22 +137,29 @@ class DistillationObjective(nn.Module):
         reference = student.logits if student.logits is not None else student.hidden[0]
         total = torch.zeros((), device=reference.device)
         parts: dict[str, torch.Tensor] = {}  # detached, left on the device: the loop reads them in one go
-        for match in self.matches:
-            loss = self._loss(match, student, teacher)
-            total = total + match.weight * loss
-            key = f"{match.feature}_loss"
-            parts[key] = parts[key] + loss.detach() if key in parts else loss.detach()
+        for stack in self._stacks:
+            per_layer = self._stack_losses(stack, student, teacher)
+            total = total + (per_layer * self.get_buffer(stack.weights)).sum()
+            by_kind = (per_layer.detach()[:, None] * self.get_buffer(stack.kinds)).sum(0)
+            parts.update({f"{kind}_loss": by_kind[i] for i, kind in enumerate(stack.kind_names)})
+        if self._prediction is not None:
+            loss = self._prediction_loss(student, teacher)
+            total = total + self._prediction.weight * loss
+            parts["prediction_loss"] = loss.detach()
         return total, parts
 
-    def _loss(self, match: Match, student: Features, teacher: Features) -> torch.Tensor:
-        if match.feature == "embedding":
-            return embedding_loss(student.hidden[0], _savable(teacher.hidden[0]), self.embedding_proj)
-        if match.feature == "hidden":
-            return hidden_loss(student.hidden[match.student], _savable(teacher.hidden[match.teacher]), self.hidden_proj)
-        if match.feature == "attention":
-            # The losses mask the teacher's scores first, which makes an ordinary tensor of them.
-            pair = student.scores[match.student - 1], teacher.scores[match.teacher - 1]
-            return head_mean_attention_loss(*pair) if self.head_mean else attention_loss(*pair)
+    def _stack_losses(self, stack: _LayerStack, student: Features, teacher: Features) -> torch.Tensor:
+        # Stacking the teacher's outputs also copies them out of inference mode (the loop runs
+        # the teacher so), which a tensor autograd saves for backward must be.
+        if stack.projection is not None:
+            s = torch.stack([student.hidden[m.student] for m in stack.matches])
+            t = torch.stack([teacher.hidden[m.teacher] for m in stack.matches])
+            return state_losses(s, t, getattr(self, stack.projection))
+        s = torch.stack([student.scores[m.student - 1] for m in stack.matches])
+        t = torch.stack([teacher.scores[m.teacher - 1] for m in stack.matches])
+        return head_mean_attention_losses(s, t) if self.head_mean else attention_losses(s, t)
+
+    def _prediction_loss(self, student: Features, teacher: Features) -> torch.Tensor:
         if self.regression:
             return regression_prediction_loss(student.logits, _savable(teacher.logits))
         return soft_cross_entropy(student.logits, teacher.logits, self.temperature)
