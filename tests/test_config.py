@@ -143,6 +143,7 @@ def test_full_profile_uses_the_reference_task_distillation_hyper_parameters():
     for schedule in (full.intermediate, full.prediction):
         assert (schedule.batch_size, schedule.warmup_ratio) == (32, 0.1)
     assert (full.intermediate.lr, full.prediction.lr) == (5e-5, 3e-5)
+    assert full.prediction.epochs == 3
     # the reference's length: 64 for the embedded single-sentence task, 128 for pairs
     assert task_defaults.max_seq_len(full.max_seq_len, pairs=False) == 64
     assert task_defaults.max_seq_len(full.max_seq_len, pairs=True) == 128
