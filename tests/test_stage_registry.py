@@ -28,6 +28,15 @@ def test_every_declared_code_dependency_exists():
                 assert Path(dep).is_file(), f"{stage.name}: {dep}"
 
 
+def test_no_code_dependency_is_an_empty_file():
+    # DVC prints "WARNING: '<file>' is empty." for each empty dependency, on every run of the
+    # stage: an empty package __init__ would put that noise into every distillation stage's log.
+    for stage in STAGES:
+        for dep in dvc_yaml()["stages"][stage.name]["deps"]:
+            if not dep.startswith("data/"):
+                assert Path(dep).stat().st_size > 0, f"{stage.name}: {dep} is empty"
+
+
 def test_stages_are_listed_after_the_stages_they_read_from():
     seen = set()
     for stage in STAGES:

@@ -1,0 +1,1 @@
+"""Distillation: one loop and one objective, run by the general and the task distillation stages."""
