@@ -21,20 +21,24 @@ def test_every_stage_is_one_cli_subcommand_and_one_dvc_stage():
     assert all(dvc_yaml()["stages"][s.name]["cmd"] == f"tinybert {s.name}" for s in STAGES)
 
 
-def test_every_declared_code_dependency_exists():
+def _declared_code_dependencies():
+    """(stage name, path) for every dependency in dvc.yaml that is not a pipeline artifact."""
     for stage in STAGES:
         for dep in dvc_yaml()["stages"][stage.name]["deps"]:
             if not dep.startswith("data/"):
-                assert Path(dep).is_file(), f"{stage.name}: {dep}"
+                yield stage.name, dep
+
+
+def test_every_declared_code_dependency_exists():
+    for stage, dep in _declared_code_dependencies():
+        assert Path(dep).is_file(), f"{stage}: {dep}"
 
 
 def test_no_code_dependency_is_an_empty_file():
     # DVC prints "WARNING: '<file>' is empty." for each empty dependency, on every run of the
     # stage: an empty package __init__ would put that noise into every distillation stage's log.
-    for stage in STAGES:
-        for dep in dvc_yaml()["stages"][stage.name]["deps"]:
-            if not dep.startswith("data/"):
-                assert Path(dep).stat().st_size > 0, f"{stage.name}: {dep} is empty"
+    for stage, dep in _declared_code_dependencies():
+        assert Path(dep).stat().st_size > 0, f"{stage}: {dep} is empty"
 
 
 def test_stages_are_listed_after_the_stages_they_read_from():
