@@ -12,6 +12,7 @@ from tinybert import sharding
 from tinybert.augment.stage import SCHEMA
 from tinybert.config import TaskDistillConfig
 from tinybert.distill import teacher_logits
+from tinybert.errors import InputError
 from tinybert.io import content_sha256, read_json, write_parquet
 from tinybert.sharding import Shard, ShardJob, publish_shards
 
@@ -100,3 +101,23 @@ def test_a_saved_part_that_cannot_be_read_is_computed_again(tmp_path, monkeypatc
 
     monkeypatch.setattr(teacher_logits, "batched_logits", real)
     assert tuple(_run(tmp_path, augmented, "out").shape) == (10, 2)
+
+
+@pytest.mark.parametrize("setting, why", [
+    ({"one_step": True}, "task_distill.one_step is true"),
+    ({"distillation": False}, "task_distill.distillation is false (w/o TD)"),
+])
+def test_logits_the_prediction_step_never_reads_are_not_computed_and_the_cache_says_why(
+        tmp_path, monkeypatch, setting, why):
+    _teacher(tmp_path / "teacher")
+    augmented = _augmented(tmp_path, monkeypatch)
+    monkeypatch.setattr(teacher_logits, "batched_logits", lambda *a, **k: pytest.fail("the teacher ran"))
+    teacher_logits.run(TaskDistillConfig(max_seq_len=16, **setting), augmented_dir=augmented,
+                       teacher_dir=tmp_path / "teacher", out_dir=tmp_path / "out")
+
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["info.json"]
+    assert read_json(tmp_path / "out" / "info.json")["not_computed"].startswith(why)
+    with pytest.raises(InputError, match=r"out: no cached teacher logits, they were not computed \(task_distill\..*"
+                                         r"rerun the teacher-logits stage"):
+        teacher_logits.load_teacher_logits(tmp_path / "out", rows=10, max_seq_len=16, augmented_dir=augmented,
+                                           teacher_digest=content_sha256(tmp_path / "teacher"))

@@ -117,8 +117,10 @@ STAGES: tuple[Stage, ...] = (
         ("task_distill",),
         deps={"augmented_dir": "data/augmented", "teacher_dir": "data/teacher"},
         outs={"out_dir": "data/teacher_logits"},
-        # The device it runs on is the prediction step's (info.json records the one "auto" chose).
-        params=("task_distill.max_seq_len", "task_distill.prediction.device"),
+        # The device it runs on is the prediction step's (info.json records the one "auto" chose);
+        # distillation / one_step decide whether the prediction step reads the logits at all.
+        params=("task_distill.max_seq_len", "task_distill.prediction.device",
+                "task_distill.distillation", "task_distill.one_step"),
         retries=1,  # it resumes from its finished parts, so a retry costs only the unfinished ones
     ),
     Stage(

@@ -36,7 +36,17 @@ LOGITS_TYPE = pa.list_(pa.float32())
 def run(cfg: TaskDistillConfig, *, augmented_dir: Path, teacher_dir: Path, out_dir: Path) -> None:
     """Logits for every augmented row, one augmented part file at a time. Each finished part is
     kept under ``checkpoints/`` (atomically), so a killed run resumes at the first unfinished
-    part: over a GLUE-sized augmented set (MNLI: millions of rows) this stage runs for hours."""
+    part: over a GLUE-sized augmented set (MNLI: millions of rows) this stage runs for hours.
+
+    Where the prediction step never reads them (``one_step`` runs the teacher live; w/o TD has no
+    teacher), only ``info.json`` is written, saying why: the stage stays in the DAG, and a full
+    pass of the teacher over the augmented set is not spent on logits nobody reads."""
+    unused = _why_unused(cfg)
+    if unused is not None:
+        print(f"[teacher-logits] not computed: {unused}", file=sys.stderr, flush=True)
+        with atomic_dir(out_dir) as tmp:
+            write_json(tmp / INFO_FILE, {"rows": 0, "not_computed": unused})
+        return
     tokenizer = load_tokenizer(teacher_dir, "teacher")
     device = pick_device(cfg.prediction.device)
     teacher = load_classifier(teacher_dir, what="teacher").to(device)
@@ -80,6 +90,14 @@ def run(cfg: TaskDistillConfig, *, augmented_dir: Path, teacher_dir: Path, out_d
     shutil.rmtree(work, ignore_errors=True)
 
 
+def _why_unused(cfg: TaskDistillConfig) -> str | None:
+    if not cfg.distillation:
+        return "task_distill.distillation is false (w/o TD): the student learns from the labels"
+    if cfg.one_step:
+        return "task_distill.one_step is true: the prediction loss reads the running teacher"
+    return None
+
+
 def _saved_part(path: Path, rows: int) -> pa.ChunkedArray | None:
     """A finished part's logits, or None when there is none or it cannot be trusted (unreadable,
     or another row count: a file cut short by a crash is recomputed, not fatal forever)."""
@@ -108,6 +126,9 @@ def load_teacher_logits(logits_dir: Path, *, rows: int, max_seq_len: int, augmen
     if not info_path.is_file():
         raise InputError(f"{logits_dir}: no cached teacher logits; run the teacher-logits stage")
     info = read_json(info_path)
+    if "not_computed" in info:
+        raise InputError(f"{logits_dir}: no cached teacher logits, they were not computed "
+                         f"({info['not_computed']}); rerun the teacher-logits stage with the current params")
     if info["rows"] != rows or info["max_seq_len"] != max_seq_len:
         raise InputError(
             f"{logits_dir}: cached teacher logits are for {info['rows']} rows at length {info['max_seq_len']}, "
