@@ -97,6 +97,17 @@ def test_malformed_params_are_named(tmp_path, text, needle):
     assert no_output(tmp_path, "data/task")
 
 
+@pytest.mark.parametrize("args, needle", [(["prepare-task", "--bogus"], "No such option: --bogus"),
+                                          (["no-such-stage"], "No such command 'no-such-stage'"),
+                                          (["prepare-task", "--params"], "Option '--params' requires an argument")])
+def test_a_mistyped_command_line_gets_click_s_usage_message_not_a_traceback(tmp_path, args, needle):
+    result = tinybert(tmp_path, *args)
+    assert result.returncode == 2
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("Error: ") and needle in message
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("stage, needle", [("general-distill", "data/corpus"), ("teacher", "prepare-task"),
                                            ("evaluate", "prepare-task")])
 def test_stage_whose_input_is_missing_says_which_stage_to_run(tmp_path, stage, needle):

@@ -120,12 +120,24 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
     except Exception as err:  # click's usage errors keep their own formatting
-        import click
-
-        if isinstance(err, click.ClickException):
+        if isinstance(err, _usage_errors()):
             err.show()
             sys.exit(err.exit_code)
         raise
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """click's exception base class. Typer 0.2x runs on its own copy of click
+    (``typer._click``), whose errors are not ``click.ClickException``; older Typer uses click."""
+    import importlib
+
+    found = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(importlib.import_module(module).ClickException)
+        except (ImportError, AttributeError):
+            pass
+    return tuple(found)
 
 
 if __name__ == "__main__":
