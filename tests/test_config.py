@@ -132,6 +132,29 @@ def test_a_zero_based_mapping_is_refused_in_one_plain_sentence_with_the_value(tm
         "general_distill.mapping: mapping lists teacher layers counted from 1 (got [0, 3, 6, 9])")
 
 
+@pytest.mark.parametrize("text, message", [
+    ("general_distill:\n  student: {layers: 4}\n  mapping: [1, 2, 3]\n",
+     "general_distill.mapping: lists 3 teacher layers, the student has 4 (general_distill.student.layers)"),
+    ("task_distill:\n  mapping: [1, 2]\n",
+     "task_distill.mapping: lists 2 teacher layers, the student has 4 (general_distill.student.layers)"),
+    ("objective:\n  mapping: [2, 4, 6]\n",
+     "objective.mapping: lists 3 teacher layers, the student has 4 (general_distill.student.layers)"),
+    ("task_distill:\n  layer_weights: {6: 2.0, 9: 1.0}\n",
+     "task_distill.layer_weights: student layers are 0..5 (0 embeddings, 5 prediction) as the student has 4 "
+     "(general_distill.student.layers), got [6, 9]"),
+])
+def test_settings_that_count_student_layers_are_checked_against_its_shape_on_loading(tmp_path, text, message):
+    # task distillation's would otherwise fail only after every stage before it had run
+    with pytest.raises(InputError) as excinfo:
+        load_params(_write(tmp_path, text))
+    assert str(excinfo.value) == f"{tmp_path / 'params.yaml'}: {message}"
+
+
+def test_a_stage_s_own_mapping_list_is_not_checked_where_objective_mapping_replaces_it(tmp_path):
+    text = "objective:\n  mapping: top\ntask_distill:\n  mapping: [1, 2]\n"
+    assert load_params(_write(tmp_path, text)).objective.mapping == "top"
+
+
 def test_general_distillation_refuses_a_prediction_loss(tmp_path):
     text = "general_distill:\n  weights: {embedding: 1, attention: 1, hidden: 1, prediction: 1}\n"
     with pytest.raises(InputError, match="general distillation never uses the prediction loss"):

@@ -380,6 +380,29 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as err:
         raise InputError(_format_error(path, err)) from None
+    problem = _student_layer_problem(params)
+    if problem:
+        raise InputError(f"{path}: {problem}")
+    return params
+
+
+def _student_layer_problem(params: Params) -> str | None:
+    """Settings that count the student's layers, checked against its shape on loading: task
+    distillation's would otherwise fail only after the teacher, augmentation and general
+    distillation have run. (Teacher layers are checked when the stage loads the teacher.)"""
+    layers = params.general_distill.student.layers
+    shape = f"the student has {layers} (general_distill.student.layers)"
+    for section in ("general_distill", "task_distill"):
+        settings = getattr(params, section)
+        field = "objective.mapping" if params.objective.mapping is not None else f"{section}.mapping"
+        mapping = params.objective.mapping if params.objective.mapping is not None else settings.mapping
+        if isinstance(mapping, list) and len(mapping) != layers:
+            return f"{field}: lists {len(mapping)} teacher layers, {shape}"
+        beyond = sorted(layer for layer in settings.layer_weights if layer > layers + 1)
+        if beyond:
+            return (f"{section}.layer_weights: student layers are 0..{layers + 1} "
+                    f"(0 embeddings, {layers + 1} prediction) as {shape}, got {beyond}")
+    return None
