@@ -274,6 +274,27 @@ def test_label_outside_given_label_names_names_the_value_and_the_row(tmp_path):
     fails(tmp_path, src, "'maybe'", "data row 7:", label_names=["neg", "pos"])
 
 
+@pytest.mark.parametrize("labels, bad, kind", [([1, "x", 1.0, 0, 0], "'x'", "a word"),
+                                               ([1, True, 1, 0, 0], "True", "true/false")])
+def test_labels_mixing_numbers_with_words_are_refused_rather_than_read_as_one_more_class(tmp_path, labels, bad, kind):
+    src = tmp_path / "d.jsonl"
+    src.write_text("".join(json.dumps({"text": f"sentence {i}", "label": v}) + "\n" for i, v in enumerate(labels)))
+    fails(tmp_path, src, f"data row 2: label {bad} in column 'label' is {kind} but other labels are numbers",
+          "task.label_names")
+
+
+def test_an_infinite_class_label_is_refused_not_made_a_class(tmp_path):
+    src = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"text": [f"sentence {i}" for i in range(5)], "label": [1.0, 0.0, float("inf"), 1.0, 0.0]}), src)
+    fails(tmp_path, src, "data row 3: label inf in column 'label' is not a finite number")
+
+
+def test_a_parquet_file_of_no_rows_says_so(tmp_path):
+    src = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"text": pa.array([], pa.string()), "label": pa.array([], pa.int64())}), src)
+    fails(tmp_path, src, f"{src}: no data rows")
+
+
 def test_missing_classification_label_names_the_row(tmp_path):
     src = write_csv(tmp_path / "d.csv", ["text", "label"], [["a", "x"], ["b", ""], ["c", "y"]])
     fails(tmp_path, src, "data row 2:", "missing label")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tinybert.assets import resolve
 from tinybert.config import TaskConfig
@@ -100,6 +101,9 @@ def load_columns(path: Path, fmt: str, text_columns: tuple[str, ...] = ()) -> tu
         builder = "csv"
     else:
         kwargs, builder = {}, fmt
+        if fmt == "parquet" and _parquet_rows(path) == 0:
+            # datasets would fail on it with "BatchSize must be greater than 0"
+            raise InputError(f"{path}: no data rows")
     # A throw-away cache: the stage's only output is out_dir, and a stale cache can never win.
     with tempfile.TemporaryDirectory(prefix="tinybert-task-") as cache:
         try:
@@ -115,6 +119,14 @@ def load_columns(path: Path, fmt: str, text_columns: tuple[str, ...] = ()) -> tu
                 raise first_utf8_error(path) or InputError(f"{path}: {first_line(cause)}") from None
             raise InputError(f"{path}: cannot read as {fmt}: {first_line(cause)}") from None
         return ds.to_dict(), dict(ds.features)
+
+
+def _parquet_rows(path: Path) -> int | None:
+    """The row count in a parquet file's footer; None when unreadable (the reader says why)."""
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except Exception:  # noqa: BLE001 - any failure here is reported by the real read below
+        return None
 
 
 def _check_header(path: Path, delimiter: str) -> list[str]:
@@ -267,6 +279,8 @@ def encode_labels(cfg: TaskConfig, ex: Examples, path: Path, implied: list[str] 
     for i, value in zip(ex.ids, ex.labels):
         if value is None or (isinstance(value, float) and math.isnan(value)):
             raise InputError(f"{_at(path, i)}: missing label in column {column!r}")
+        if isinstance(value, float) and math.isinf(value):
+            raise InputError(f"{_at(path, i)}: label {value!r} in column {column!r} is not a finite number")
         if isinstance(value, str) and value.strip() in MISSING_MARKERS and value.strip() not in (cfg.label_names or ()):
             raise InputError(f"{_at(path, i)}: missing label in column {column!r} ({value!r}; if it is a class, "
                              "list it in task.label_names)")
@@ -277,6 +291,8 @@ def encode_labels(cfg: TaskConfig, ex: Examples, path: Path, implied: list[str] 
     else:
         distinct = {_label_key(v) for v in ex.labels}
         numeric = all(_finite_number(key) is not None for key in distinct)
+        if not numeric and any(_finite_number(key) is not None for key in distinct):
+            _refuse_labels_mixing_numbers_and_words(ex, column, path)
         names = sorted(distinct, key=(lambda k: float(k)) if numeric else None)
     index: dict[str, int] = {}
     for k, name in enumerate(names):
@@ -294,6 +310,16 @@ def encode_labels(cfg: TaskConfig, ex: Examples, path: Path, implied: list[str] 
         raise InputError(f"{path}: column {column!r}: the single label {names[0]!r}; classification needs two or more")
     ex.labels = encoded
     return names
+
+
+def _refuse_labels_mixing_numbers_and_words(ex: Examples, column: str, path: Path) -> None:
+    """Classes inferred from labels such as 1, 0 and "pos" (or true) would be three: more
+    likely a mislabelled row or two datasets joined than a real class."""
+    for i, value in zip(ex.ids, ex.labels):
+        if _finite_number(_label_key(value)) is None:
+            kind = "true/false" if isinstance(value, bool) else "a word"
+            raise InputError(f"{_at(path, i)}: label {value!r} in column {column!r} is {kind} but other labels "
+                             "are numbers; list every class in task.label_names if it is one")
 
 
 # ----------------------------------------------------------------------------------- sampling
