@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,17 @@ def test_settings_that_count_student_layers_are_checked_against_its_shape_on_loa
 def test_a_stage_s_own_mapping_list_is_not_checked_where_objective_mapping_replaces_it(tmp_path):
     text = "objective:\n  mapping: top\ntask_distill:\n  mapping: [1, 2]\n"
     assert load_params(_write(tmp_path, text)).objective.mapping == "top"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("task: {text_b_column: ''}", "task.text_b_column: a column name, not blank"),
+    ("task: {text_b_column: text}", "task: text_column and text_b_column are both 'text'"),
+    ("task: {label_column: text}", "task: text_column and label_column are both 'text'"),
+    ("task: {label_names: [pos]}", "task.label_names: classification needs two or more label names"),
+])
+def test_task_columns_and_label_names_that_cannot_describe_a_dataset_are_refused_on_loading(tmp_path, text, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        load_params(_write(tmp_path, text))
 
 
 def test_general_distillation_refuses_a_prediction_loss(tmp_path):

@@ -112,7 +112,27 @@ class TaskConfig(Section):
         repeated = sorted({n for n in names or [] if names.count(n) > 1})
         if repeated:
             raise ValueError(f"each label name once; repeated: {', '.join(repeated)}")
+        if names is not None and len(names) < 2:
+            raise ValueError("classification needs two or more label names (null: the labels found)")
         return names
+
+    @field_validator("text_column", "label_column", "text_b_column")
+    @classmethod
+    def _column_named(cls, name: str | None) -> str | None:
+        if name is not None and not name.strip():
+            raise ValueError("a column name, not blank (text_b_column: null for single sentences)")
+        return name
+
+    @model_validator(mode="after")
+    def _columns_distinct(self) -> "TaskConfig":
+        columns = [("text_column", self.text_column), ("text_b_column", self.text_b_column),
+                   ("label_column", self.label_column)]
+        named = [(field, name) for field, name in columns if name is not None]
+        for i, (field, name) in enumerate(named):
+            for other, other_name in named[i + 1:]:
+                if name == other_name:
+                    raise ValueError(f"{field} and {other} are both {name!r}; each names its own column")
+        return self
 
     @model_validator(mode="after")
     def _names_only_for_classes(self) -> "TaskConfig":

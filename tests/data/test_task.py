@@ -102,7 +102,7 @@ def test_movie_reviews_as_regression_keeps_every_score_as_the_label(tmp_path):
     assert sorted(r["label"] for rows in splits.values() for r in rows) == sorted(float(x) for x in scores)
 
 
-@pytest.mark.parametrize("setting", [{"label_column": "score"}, {"text_column": "review"}, {"text_b_column": "text"}])
+@pytest.mark.parametrize("setting", [{"label_column": "score"}, {"text_column": "review"}, {"text_b_column": "summary"}])
 def test_columns_set_for_a_movie_reviews_file_are_refused_not_ignored(tmp_path, setting):
     rows = [[i + 1, [1.5, -2.0][i % 2], f"review {i} text"] for i in range(10)]
     src = write_csv(tmp_path / "snippets.txt", ["id", "sentiment", "text"], rows, delimiter="\t")
