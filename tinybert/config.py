@@ -417,8 +417,8 @@ def _student_layer_problem(params: Params) -> str | None:
     shape = f"the student has {layers} (general_distill.student.layers)"
     for section in ("general_distill", "task_distill"):
         settings = getattr(params, section)
+        mapping = params.objective.applied_to(settings).mapping  # the stage's, unless objective replaces it
         field = "objective.mapping" if params.objective.mapping is not None else f"{section}.mapping"
-        mapping = params.objective.mapping if params.objective.mapping is not None else settings.mapping
         if isinstance(mapping, list) and len(mapping) != layers:
             return f"{field}: lists {len(mapping)} teacher layers, {shape}"
         beyond = sorted(layer for layer in settings.layer_weights if layer > layers + 1)

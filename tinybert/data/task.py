@@ -290,8 +290,9 @@ def encode_labels(cfg: TaskConfig, ex: Examples, path: Path, implied: list[str] 
         names = implied
     else:
         distinct = {_label_key(v) for v in ex.labels}
-        numeric = all(_finite_number(key) is not None for key in distinct)
-        if not numeric and any(_finite_number(key) is not None for key in distinct):
+        numbers = {key for key in distinct if _finite_number(key) is not None}
+        numeric = numbers == distinct
+        if numbers and not numeric:
             _refuse_labels_mixing_numbers_and_words(ex, column, path)
         names = sorted(distinct, key=(lambda k: float(k)) if numeric else None)
     index: dict[str, int] = {}
