@@ -85,3 +85,26 @@ def test_general_distillation_with_every_loss_switched_off_is_refused_before_tra
         general.run(params.backbone, params.general_distill, ObjectiveSwitches(losses=["prediction"]),
                     corpus_dir=tmp_path / "corpus", out_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("switches, field", [
+    (ObjectiveSwitches(), "general_distill.mapping"),
+    (ObjectiveSwitches(mapping=[99, 99]), "objective.mapping"),
+])
+def test_a_mapping_naming_a_layer_the_teacher_lacks_is_refused_naming_the_setting_it_came_from(tmp_path, switches,
+                                                                                                field):
+    # Only the teacher's depth reveals this, so loading params.yaml cannot catch it.
+    from tinybert.distill import general
+
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "manifest.json").write_text('{"shards": []}')
+    params = load_params(ROOT / "profiles" / "tiny.yaml")
+    own = params.general_distill.model_copy(update={"mapping": [99] * params.general_distill.student.layers})
+    with pytest.raises(InputError, match=rf"^{field}: teacher has layers 1\.\.\d+, mapping names \[99, 99\]$"):
+        general.run(params.backbone, own, switches, corpus_dir=tmp_path / "corpus", out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_each_stage_s_mapping_is_its_own_setting_unless_the_objective_s_replaces_both():
+    assert ObjectiveSwitches().mapping_field("task_distill") == "task_distill.mapping"
+    assert ObjectiveSwitches(mapping="top").mapping_field("task_distill") == "objective.mapping"

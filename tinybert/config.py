@@ -250,6 +250,10 @@ class ObjectiveSwitches(Section):
     def _explicit_mapping_is_one_based(cls, mapping):
         return MatchSettings._explicit_mapping_is_one_based(mapping)
 
+    def mapping_field(self, section: str) -> str:
+        """The params.yaml setting that gives ``section``'s stage its mapping, for its errors."""
+        return "objective.mapping" if self.mapping is not None else f"{section}.mapping"
+
     def applied_to(self, settings: "MatchSettings") -> "MatchSettings":
         """``settings`` with the switched-off losses at weight 0 and, if set, the shared mapping."""
         off = {kind: 0.0 for kind in LOSS_KINDS if kind not in self.losses}
@@ -300,6 +304,12 @@ class TaskDistillConfig(MatchSettings):
     # What only the prediction step reads. The first stage must not track them: changing one (the
     # ablation's w/o L_pred is weights.prediction=0) then reruns the second stage alone.
     PREDICTION_ONLY: ClassVar[tuple[str, ...]] = ("prediction", "temperature", "weights.prediction")
+
+    @property
+    def two_steps(self) -> bool:
+        """The reference's procedure: the intermediate step against the running teacher, then the
+        prediction step on the teacher's logits, computed once by stage teacher-logits."""
+        return self.distillation and not self.one_step
 
     @classmethod
     def setting_names(cls) -> tuple[str, ...]:
@@ -418,7 +428,7 @@ def _student_layer_problem(params: Params) -> str | None:
     for section in ("general_distill", "task_distill"):
         settings = getattr(params, section)
         mapping = params.objective.applied_to(settings).mapping  # the stage's, unless objective replaces it
-        field = "objective.mapping" if params.objective.mapping is not None else f"{section}.mapping"
+        field = params.objective.mapping_field(section)
         if isinstance(mapping, list) and len(mapping) != layers:
             return f"{field}: lists {len(mapping)} teacher layers, {shape}"
         beyond = sorted(layer for layer in settings.layer_weights if layer > layers + 1)

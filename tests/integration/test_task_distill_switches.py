@@ -3,6 +3,7 @@ steps run as two stages, the second starting from the first one's student."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -181,3 +182,17 @@ def test_state_from_another_general_student_is_not_resumed(built_repo, tmp_path)
     rerun = run(tmp_path, "tinybert", "task-distill-intermediate")
     assert "resumed from checkpoint" not in rerun.stderr
     assert "[task-distill/intermediate] step 1/3" in rerun.stderr
+
+
+def test_a_mapping_naming_a_layer_the_teacher_lacks_stops_the_first_stage_naming_task_distill_mapping(
+        built_repo, tmp_path):
+    for folder in INPUTS:
+        shutil.copytree(built_repo / folder, tmp_path / folder)
+    params = yaml.safe_load((built_repo / "params.yaml").read_text())
+    params["task_distill"]["mapping"] = [99] * params["general_distill"]["student"]["layers"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = run(tmp_path, "tinybert", STAGES[0], check=False)
+    assert result.returncode != 0
+    assert re.search(r"^error: task_distill\.mapping: teacher has layers 1\.\.\d+, mapping names \[99, 99\]$",
+                     result.stderr, re.MULTILINE), result.stderr
+    assert not (tmp_path / "data/intermediate_student").exists()

@@ -23,7 +23,8 @@ def run(backbone: BackboneConfig, cfg: GeneralDistillConfig, switches: Objective
     tokenizer = load_tokenizer(backbone.model, "backbone.model")
     teacher = load_encoder(backbone.model, "backbone.model")
     student = new_student(teacher.config, cfg.student)
-    objective = build_objective(cfg, student.config, teacher.config, intermediate=True, prediction=False)
+    objective = build_objective(cfg, student.config, teacher.config, intermediate=True, prediction=False,
+                                mapping_field=switches.mapping_field("general_distill"))
     if not objective.matches:
         raise InputError("general distillation has every loss switched off (objective.losses, general_distill.weights); "
                          "nothing to distil")

@@ -36,13 +36,14 @@ def build_matches(
     intermediate: bool,
     prediction: bool,
     layer_weights: Mapping[int, float] | None = None,
+    mapping_field: str = "mapping",
 ) -> list[Match]:
     """Matches for the intermediate layers (embedding, attention, hidden) and/or the prediction layer.
 
     A match's weight is its loss kind's weight times its student layer's lambda_m
     (``layer_weights``, default 1). A match whose weight is 0 is left out, so it costs nothing.
     """
-    g = layer_mapping(mapping, student_layers, teacher_layers)
+    g = layer_mapping(mapping, student_layers, teacher_layers, field=mapping_field)
     lam = dict(layer_weights or {})
     unknown = sorted(layer for layer in lam if not 0 <= layer <= student_layers + 1)
     if unknown:

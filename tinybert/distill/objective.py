@@ -180,8 +180,11 @@ def build_objective(
     prediction: bool,
     temperature: float = 1.0,
     regression: bool = False,
+    mapping_field: str = "mapping",
 ) -> DistillationObjective:
-    """The objective for a student/teacher pair under one configuration's match settings."""
+    """The objective for a student/teacher pair under one configuration's match settings.
+    ``mapping_field`` is the params.yaml setting its mapping came from, named in a mapping error
+    that only the teacher's depth reveals (``ObjectiveSwitches.mapping_field``)."""
     matches = build_matches(
         settings.mapping,
         student.num_hidden_layers,
@@ -190,6 +193,7 @@ def build_objective(
         intermediate=intermediate,
         prediction=prediction,
         layer_weights=settings.layer_weights,
+        mapping_field=mapping_field,
     )
     return DistillationObjective(
         matches,

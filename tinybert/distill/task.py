@@ -63,9 +63,9 @@ def run_intermediate(
         content_sha256(general_dir), module=__name__,
     )
     result = StepResult(None, False, None)
-    if cfg.distillation and not cfg.one_step:
+    if cfg.two_steps:
         teacher = enable_capture(load_classifier(teacher_dir, what="teacher"))
-        result = _run_step("intermediate", cfg.intermediate, cfg, student, teacher.config, task, ckpt,
+        result = _run_step("intermediate", cfg.intermediate, cfg, switches, student, teacher.config, task, ckpt,
                            _general_projections(cfg, general_dir), teacher)
     report = {
         **task.report(),
@@ -108,17 +108,18 @@ def run(
     if not cfg.distillation:
         logs["finetune"] = _fine_tune("finetune", student, task.batches, cfg.prediction, ckpt)
     else:
-        step = "one_step" if cfg.one_step else "prediction"
-        if cfg.one_step:
+        if cfg.two_steps:
+            step = "prediction"
+            task.attach_teacher_logits(logits_dir, augmented_dir)
+            teacher_config = AutoConfig.from_pretrained(model_dir(teacher_dir, "teacher"))
+            result = _run_step(step, cfg.prediction, cfg, switches, student, teacher_config, task, ckpt)
+        else:
+            step = "one_step"
             teacher = enable_capture(load_classifier(teacher_dir, what="teacher"))
-            result = _run_step(step, cfg.prediction, cfg, student, teacher.config, task, ckpt,
+            result = _run_step(step, cfg.prediction, cfg, switches, student, teacher.config, task, ckpt,
                                _general_projections(cfg, general_dir), teacher)
             if result.projections:
                 report["projections_init"] = result.projections
-        else:
-            task.attach_teacher_logits(logits_dir, augmented_dir)
-            teacher_config = AutoConfig.from_pretrained(model_dir(teacher_dir, "teacher"))
-            result = _run_step(step, cfg.prediction, cfg, student, teacher_config, task, ckpt)
         if result.log is not None:
             logs[step] = result.log
         if not result.predicts:
@@ -239,8 +240,9 @@ class StepResult(NamedTuple):
     projections: str | None  # where W_e / W_h started: "general", "fresh", or None (the step has none)
 
 
-def _run_step(step_name: str, schedule: TrainSchedule, cfg: TaskDistillConfig, student, teacher_config,
-              task: _TaskData, ckpt: Path, general_dir: Path | None = None, teacher=None) -> StepResult:
+def _run_step(step_name: str, schedule: TrainSchedule, cfg: TaskDistillConfig, switches: ObjectiveSwitches,
+              student, teacher_config, task: _TaskData, ckpt: Path, general_dir: Path | None = None,
+              teacher=None) -> StepResult:
     """One distillation step: intermediate, prediction or one_step. Its projections start from
     ``general_dir``'s when given (and they fit), else fresh. The prediction step reads the
     teacher's logits from the batches; the others run ``teacher``."""
@@ -252,6 +254,7 @@ def _run_step(step_name: str, schedule: TrainSchedule, cfg: TaskDistillConfig, s
         prediction=step_name != "intermediate",
         temperature=cfg.temperature,
         regression=task.regression,
+        mapping_field=switches.mapping_field("task_distill"),
     )
     if not objective.matches:
         return StepResult(None, False, None)  # every loss of this step is switched off

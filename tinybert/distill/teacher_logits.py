@@ -91,11 +91,11 @@ def run(cfg: TaskDistillConfig, *, augmented_dir: Path, teacher_dir: Path, out_d
 
 
 def _why_unused(cfg: TaskDistillConfig) -> str | None:
+    if cfg.two_steps:
+        return None
     if not cfg.distillation:
         return "task_distill.distillation is false (w/o TD): the student learns from the labels"
-    if cfg.one_step:
-        return "task_distill.one_step is true: the prediction loss reads the running teacher"
-    return None
+    return "task_distill.one_step is true: the prediction loss reads the running teacher"
 
 
 def _saved_part(path: Path, rows: int) -> pa.ChunkedArray | None:
