@@ -108,3 +108,21 @@ def test_a_mapping_naming_a_layer_the_teacher_lacks_is_refused_naming_the_settin
 def test_each_stage_s_mapping_is_its_own_setting_unless_the_objective_s_replaces_both():
     assert ObjectiveSwitches().mapping_field("task_distill") == "task_distill.mapping"
     assert ObjectiveSwitches(mapping="top").mapping_field("task_distill") == "objective.mapping"
+
+
+@pytest.mark.parametrize("text", [
+    "objective:\n  losses: []\n",
+    "objective:\n  losses: [prediction]\n",
+    "objective:\n  losses: [embedding]\ngeneral_distill:\n  weights: {embedding: 0}\n",
+])
+def test_params_leaving_general_distillation_no_loss_are_refused_on_loading(tmp_path, text):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=r"params\.yaml: general distillation has every loss switched off"):
+        load_params(path)
+
+
+def test_a_single_intermediate_loss_is_enough_for_general_distillation(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("objective:\n  losses: [hidden]\n")
+    assert load_params(path).objective.losses == ["hidden"]

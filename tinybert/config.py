@@ -413,10 +413,22 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         params = Params.model_validate(raw)
     except ValidationError as err:
         raise InputError(_format_error(path, err)) from None
-    problem = _student_layer_problem(params)
+    problem = _student_layer_problem(params) or _general_distillation_problem(params)
     if problem:
         raise InputError(f"{path}: {problem}")
     return params
+
+
+GENERAL_NOTHING_TO_DISTIL = ("general distillation has every loss switched off (objective.losses, "
+                             "general_distill.weights); nothing to distil")
+
+
+def _general_distillation_problem(params: Params) -> str | None:
+    """Checked on loading too: its stage would otherwise refuse only after the corpus was prepared."""
+    weights = params.objective.applied_to(params.general_distill).weights
+    if not (weights.embedding or weights.attention or weights.hidden):
+        return GENERAL_NOTHING_TO_DISTIL
+    return None
 
 
 def _student_layer_problem(params: Params) -> str | None:

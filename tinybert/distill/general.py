@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tinybert.assets import resolve
 from tinybert.batching import encode_corpus
-from tinybert.config import BackboneConfig, GeneralDistillConfig, ObjectiveSwitches
+from tinybert.config import GENERAL_NOTHING_TO_DISTIL, BackboneConfig, GeneralDistillConfig, ObjectiveSwitches
 from tinybert.distill.loop import distill
 from tinybert.distill.objective import PROJECTIONS_FILE, build_objective
 from tinybert.errors import InputError
@@ -26,8 +26,8 @@ def run(backbone: BackboneConfig, cfg: GeneralDistillConfig, switches: Objective
     objective = build_objective(cfg, student.config, teacher.config, intermediate=True, prediction=False,
                                 mapping_field=switches.mapping_field("general_distill"))
     if not objective.matches:
-        raise InputError("general distillation has every loss switched off (objective.losses, general_distill.weights); "
-                         "nothing to distil")
+        # load_params refuses this too; here for layer_weights of 0 and settings built in code
+        raise InputError(GENERAL_NOTHING_TO_DISTIL)
     batches = corpus_batches(corpus_dir, cfg.padding, tokenizer.pad_token_id)
     ckpt = checkpoint_dir("general-distill", cfg.model_dump(), content_sha256(resolve(backbone.model)), manifest["shards"],
                           module=__name__)
