@@ -88,7 +88,7 @@ STAGES: tuple[Stage, ...] = (
         retries=1,
         sharded=True,
         # Not how the work is cut (workers, shard_rows) or batched (batch_size, batch_tokens): the
-        # output does not depend on them (README, "Sharded stages"), and raising a batch for a GPU
+        # output does not depend on them (README, "Augmentation at scale"), and raising a batch for a GPU
         # should not rebuild everything downstream.
         params=tuple(f"augment.{key}" for key in AugmentConfig.model_fields
                      if key not in ("workers", "shard_rows", "batch_size", "batch_tokens")),
