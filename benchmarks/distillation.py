@@ -34,7 +34,7 @@ from tinybert.distill.matches import build_matches
 from tinybert.distill.objective import DistillationObjective
 from tinybert.models import batched_logits, model_dir, student_config
 from tinybert.runtime import Runtime
-from tinybert.training import BatchSource
+from tinybert.training import BatchSource, adamw
 
 BERT_BASE = BertConfig(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)
 
@@ -84,7 +84,7 @@ def timed_bare(student, teacher, batches, steps: int, runtime: Runtime, size: in
     student.to(device).train()
     teacher = frozen_teacher(teacher, device, runtime.precision)  # as the loop runs it
     params = [p for p in student.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    optimizer = adamw([{"params": params}], lr=1e-4)  # as the loop builds it
     scaler = runtime.grad_scaler()
     times = []
     for step in range(steps + 1):

@@ -5,7 +5,8 @@ import torch
 
 from tests.training_helpers import fit
 from tinybert.config import TrainSchedule
-from tinybert.training import INTERRUPT_ENV, BatchSource, SimulatedInterruption, checkpoint_dir, total_steps, train, write_log
+from tinybert.training import (INTERRUPT_ENV, BatchSource, SimulatedInterruption, adamw, checkpoint_dir, total_steps, train,
+                               write_log)
 
 
 def _setup():
@@ -125,3 +126,28 @@ def test_a_stage_names_its_stale_checkpoint_folders_and_their_size(tmp_path, mon
     lines = capsys.readouterr().err.splitlines()
     assert lines == [f"[task-distill] note: {stale} (1.0 MiB) holds an interrupted run's state for other "
                      "parameters, inputs or code; delete it if you will not rerun those"]
+
+
+def _adamw_steps(fused: bool | None, steps: int = 30) -> list[torch.Tensor]:
+    start = torch.Generator().manual_seed(2)
+    params = [torch.randn(40, 30, generator=start).requires_grad_(), torch.randn(30, generator=start).requires_grad_()]
+    groups = [{"params": params[:1]}, {"params": params[1:], "weight_decay": 0.0}]
+    optimizer = adamw(groups, lr=1e-2, weight_decay=0.01) if fused else torch.optim.AdamW(groups, lr=1e-2, weight_decay=0.01)
+    grads = torch.Generator().manual_seed(3)
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=grads)
+        optimizer.step()
+    return [p.detach() for p in params]
+
+
+def test_training_uses_the_fused_adamw_kernel_on_the_cpu_and_it_takes_pytorch_s_default_steps():
+    assert adamw([{"params": [torch.zeros(2, requires_grad=True)]}], lr=1e-3).defaults["fused"] is True
+    fused, default = _adamw_steps(fused=True), _adamw_steps(fused=None)
+    for a, b in zip(fused, default):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)  # float32's last bits, no more
+    assert not torch.equal(fused[0], _adamw_steps(fused=True, steps=29)[0])  # the comparison can fail
+
+
+def test_adamw_leaves_a_device_without_a_fused_kernel_to_pytorch_s_default():
+    assert not adamw([{"params": [torch.zeros(2, device="meta", requires_grad=True)]}], lr=1e-3).defaults["fused"]
