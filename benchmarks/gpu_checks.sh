@@ -79,6 +79,8 @@ for precision in $PRECISIONS; do
     check "objective-$precision" 60 python benchmarks/objective.py --device "$DEVICE" --precision "$precision" \
         --repeats "$STEPS"
 done
+# The optimizer step every training stage takes: the fused kernel against PyTorch's default (foreach on a GPU).
+wanted distillation && check optimizer 60 python benchmarks/optimizer.py --device "$DEVICE"
 for dtype in $PRECISIONS; do
     wanted inference || break
     check "inference-$dtype" 120 python benchmarks/inference.py --device "$DEVICE" --dtype "$dtype" --repeats "$REPEATS"
