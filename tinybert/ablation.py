@@ -115,7 +115,8 @@ def _sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
 
 def reset_workspace() -> None:
     """Back to the committed parameters and artifacts (``dvc exp run`` leaves its row applied)."""
-    _sh("git", "checkout", "--", "params.yaml", "dvc.lock")
+    # From HEAD, not the index: a row killed mid-run can leave its params.yaml staged there.
+    _sh("git", "checkout", "HEAD", "--", "params.yaml", "dvc.lock")
     _sh("dvc", "checkout", "--quiet")
 
 
