@@ -53,6 +53,7 @@ def run_intermediate(
     """Stage task-distill-intermediate: the intermediate step. Without task distillation (w/o TD),
     or with ``one_step`` (all losses in the next stage), it only gives the student its new task head."""
     cfg = switches.applied_to(cfg)
+    mapping_field = switches.mapping_field("task_distill")
     seed_everything(cfg.intermediate.seed)
     task = _TaskData.read(cfg, task_dir, augmented_dir, teacher_dir)
     student = enable_capture(_student(general_dir, task.labels["num_labels"], pretrained=cfg.general_student))
@@ -65,7 +66,7 @@ def run_intermediate(
     result = StepResult(None, False, None)
     if cfg.two_steps:
         teacher = enable_capture(load_classifier(teacher_dir, what="teacher"))
-        result = _run_step("intermediate", cfg.intermediate, cfg, switches, student, teacher.config, task, ckpt,
+        result = _run_step("intermediate", cfg.intermediate, cfg, mapping_field, student, teacher.config, task, ckpt,
                            _general_projections(cfg, general_dir), teacher)
     report = {
         **task.report(),
@@ -93,6 +94,7 @@ def run(
     all losses at once against the running teacher. The head learns from the labels instead where
     nothing distils it (w/o TD, w/o L_pred)."""
     cfg = switches.applied_to(cfg)
+    mapping_field = switches.mapping_field("task_distill")
     seed_everything(cfg.prediction.seed)
     task = _TaskData.read(cfg, task_dir, augmented_dir, teacher_dir)
     student = enable_capture(load_classifier(intermediate_dir, what="intermediate student"))
@@ -112,11 +114,11 @@ def run(
             step = "prediction"
             task.attach_teacher_logits(logits_dir, augmented_dir)
             teacher_config = AutoConfig.from_pretrained(model_dir(teacher_dir, "teacher"))
-            result = _run_step(step, cfg.prediction, cfg, switches, student, teacher_config, task, ckpt)
+            result = _run_step(step, cfg.prediction, cfg, mapping_field, student, teacher_config, task, ckpt)
         else:
             step = "one_step"
             teacher = enable_capture(load_classifier(teacher_dir, what="teacher"))
-            result = _run_step(step, cfg.prediction, cfg, switches, student, teacher.config, task, ckpt,
+            result = _run_step(step, cfg.prediction, cfg, mapping_field, student, teacher.config, task, ckpt,
                                _general_projections(cfg, general_dir), teacher)
             if result.projections:
                 report["projections_init"] = result.projections
@@ -240,12 +242,13 @@ class StepResult(NamedTuple):
     projections: str | None  # where W_e / W_h started: "general", "fresh", or None (the step has none)
 
 
-def _run_step(step_name: str, schedule: TrainSchedule, cfg: TaskDistillConfig, switches: ObjectiveSwitches,
+def _run_step(step_name: str, schedule: TrainSchedule, cfg: TaskDistillConfig, mapping_field: str,
               student, teacher_config, task: _TaskData, ckpt: Path, general_dir: Path | None = None,
               teacher=None) -> StepResult:
     """One distillation step: intermediate, prediction or one_step. Its projections start from
     ``general_dir``'s when given (and they fit), else fresh. The prediction step reads the
-    teacher's logits from the batches; the others run ``teacher``."""
+    teacher's logits from the batches; the others run ``teacher``. ``mapping_field`` is the setting
+    a mapping error names."""
     objective = build_objective(
         cfg,
         student.config,
@@ -254,7 +257,7 @@ def _run_step(step_name: str, schedule: TrainSchedule, cfg: TaskDistillConfig, s
         prediction=step_name != "intermediate",
         temperature=cfg.temperature,
         regression=task.regression,
-        mapping_field=switches.mapping_field("task_distill"),
+        mapping_field=mapping_field,
     )
     if not objective.matches:
         return StepResult(None, False, None)  # every loss of this step is switched off
