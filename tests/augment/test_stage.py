@@ -156,9 +156,12 @@ def test_a_killed_run_resumes_from_its_finished_shards(tmp_path, glove_file, mlm
 
 def test_output_does_not_depend_on_chunking(tmp_path, glove_file, mlm_dir, monkeypatch):
     rows = SINGLE + [("A cat and a dog!", "Soft mats.", 1.0, 13)]
-    whole, _ = run(tmp_path / "a", glove_file, mlm_dir, rows=rows, pairs=True, p_t=0.5, k=5, n_aug=10)
+    settings = dict(rows=rows, pairs=True, p_t=0.5, k=5, n_aug=10, batch_size=2)
+    whole, _ = run(tmp_path / "a", glove_file, mlm_dir, **settings)
     monkeypatch.setattr(stage, "CHUNK_EXAMPLES", 1)
-    one_by_one, _ = run(tmp_path / "b", glove_file, mlm_dir, rows=rows, pairs=True, p_t=0.5, k=5, n_aug=10)
+    # a chunk never holds fewer examples than half a batch: with the default batch both runs were one chunk
+    assert stage.examples_per_chunk(2) == 1
+    one_by_one, _ = run(tmp_path / "b", glove_file, mlm_dir, **settings)
     assert whole.equals(one_by_one)
     assert whole.num_rows > len(rows)
 
@@ -235,3 +238,4 @@ def test_the_shared_tokenizer_is_settled_before_shard_threads_share_it(mlm_dir):
     stage._LOADED.clear()
     backend = stage._models(AugmentConfig(), mlm_dir).tokenizer.backend_tokenizer
     assert (backend.truncation, backend.padding) == (None, None)
+
