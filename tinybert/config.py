@@ -164,9 +164,12 @@ class AugmentConfig(Section):
     max_examples: int | None = Field(
         None, ge=1, description="augment only the first N training rows; the rest are kept as originals"
     )
-    batch_size: int = Field(64, ge=1, description="MLM inputs per forward")
-    batch_tokens: int = Field(
-        16384, ge=512, description="at most this many padded tokens per MLM forward (bounds memory on long inputs)"
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto", description="MLM inputs per forward; auto: 128 on a CPU, 512 on a GPU"
+    )
+    batch_tokens: Annotated[int, Field(ge=512)] | Literal["auto"] = Field(
+        "auto", description="at most this many padded tokens per MLM forward (bounds memory on long inputs); "
+        "auto: 16384 on a CPU, 65536 on a GPU"
     )
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="MLM forwards in fp32 (exact Algorithm 1) or bf16 autocast (faster, candidates may differ)"

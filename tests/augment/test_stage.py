@@ -239,3 +239,18 @@ def test_the_shared_tokenizer_is_settled_before_shard_threads_share_it(mlm_dir):
     backend = stage._models(AugmentConfig(), mlm_dir).tokenizer.backend_tokenizer
     assert (backend.truncation, backend.padding) == (None, None)
 
+
+def test_auto_mlm_batches_are_larger_on_a_gpu_and_a_set_value_is_kept():
+    assert stage.mlm_batch(AugmentConfig(), "cpu") == (128, 16384)
+    assert stage.mlm_batch(AugmentConfig(), "cuda") == (512, 65536)
+    assert stage.mlm_batch(AugmentConfig(batch_size=7, batch_tokens=4096), "cuda") == (7, 4096)
+    assert stage.mlm_batch(AugmentConfig(batch_size=7), "cpu") == (7, 16384)
+
+
+def test_the_stage_batches_the_mlm_as_auto_resolves_for_the_device_it_runs_on(glove_file, mlm_dir):
+    import torch
+
+    stage._LOADED.clear()
+    mlm = stage._models(AugmentConfig(glove=glove_file), mlm_dir).mlm
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    assert (mlm.batch_size, mlm.batch_tokens) == stage.AUTO_MLM_BATCH[device]

@@ -54,6 +54,19 @@ MANIFEST_KEYS = (
 # Examples whose candidate sets are computed together: enough MLM inputs to fill several
 # batches, few enough that progress is reported often.
 CHUNK_EXAMPLES = 128
+# augment.batch_size and batch_tokens for `auto`, by the device the MLM runs on. The CPU's are the
+# setting the default profile was measured with. A GPU is idle between small batches: the
+# H100/H200 figures (benchmarks/README.md) used 512 inputs a batch, and 65,536 tokens let 512
+# inputs of up to 128 tokens through (the MLM input holds the sentence twice).
+AUTO_MLM_BATCH = {"cpu": (128, 16384), "cuda": (512, 65536)}
+
+
+def mlm_batch(cfg: AugmentConfig, device: str) -> tuple[int, int]:
+    """(inputs, padded tokens) per MLM forward on ``device``, ``auto`` resolved. The output does
+    not depend on them, so each process resolves them for its own device."""
+    inputs, tokens = AUTO_MLM_BATCH[device]
+    return (inputs if cfg.batch_size == "auto" else cfg.batch_size,
+            tokens if cfg.batch_tokens == "auto" else cfg.batch_tokens)
 
 
 def examples_per_chunk(batch_size: int) -> int:
@@ -135,10 +148,11 @@ def _load_models(key: tuple, cfg: AugmentConfig, mlm_dir: Path) -> AugmentTools:
     # under the lock, that change leaves the shards' calls nothing to change.
     sentence_pieces(tokenizer, [["warm-up"]])
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    batch_size, batch_tokens = mlm_batch(cfg, device)
     _LOADED.clear()  # one configuration per process
     _LOADED[key] = AugmentTools(
         tokenizer,
-        MlmCandidates(model, tokenizer, k=cfg.k, batch_size=cfg.batch_size, batch_tokens=cfg.batch_tokens,
+        MlmCandidates(model, tokenizer, k=cfg.k, batch_size=batch_size, batch_tokens=batch_tokens,
                       device=device, precision=cfg.precision),
         GloveNeighbours(load_glove(cfg.glove, cfg.glove_limit), k=cfg.k, device=device),
         load_stopwords(),
@@ -178,7 +192,7 @@ def augment_shard(job: ShardJob, shard: Shard) -> tuple[pa.Table, dict]:
     progress = ShardProgress("augment", shard, limit, "examples")
     examples = list(zip(texts[:limit], texts_b[:limit]))
     for rows, variants in augmented_chunks(examples, ids, models, p_t=cfg.p_t, n_aug=cfg.n_aug, seed=cfg.seed,
-                                           chunk_examples=examples_per_chunk(cfg.batch_size), stats=stats):
+                                           chunk_examples=examples_per_chunk(models.mlm.batch_size), stats=stats):
         for r, (first, second) in zip(rows, variants):
             for v, (text, text_b, is_original) in enumerate(example_rows(texts[r], texts_b[r], first, second)):
                 add(r, v, text, text_b, is_original)
