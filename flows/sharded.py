@@ -24,7 +24,7 @@ from tasks.shard_tasks import shard_task
 from tasks.stage_tasks import check_flow_inputs, commit_stage
 from tinybert.config import load_params
 from tinybert.errors import InputError, first_line, one_line_errors
-from tinybert.sharding import Progress
+from tinybert.sharding import Progress, finished_shards
 from tinybert.stages import BY_NAME
 
 RUNNERS = ("threads", "processes", "dask")
@@ -65,16 +65,17 @@ def _map_shards(name: str, params: str) -> int:
     deps = {k: Path(v).resolve() for k, v in stage.deps.items()}
     job = stage.module.plan(*args, **deps)
     job = dataclasses.replace(job, work_dir=job.work_dir.resolve())
-    progress = Progress(name, len(job.shards), sum(s.stop - s.start for s in job.shards), "rows")
-    futures = shard_task.map(unmapped(job), list(job.shards))
-    shard_of = {future.task_run_id: shard for future, shard in zip(futures, job.shards)}
+    progress = Progress.of(name, job)
+    results = finished_shards(job, progress)  # a rerun maps only the shards still missing
+    todo = [s for s in job.shards if s.index not in results]
+    futures = shard_task.map(unmapped(job), todo)
+    shard_of = {future.task_run_id: shard for future, shard in zip(futures, todo)}
     for future in as_completed(futures):
-        shard = shard_of[future.task_run_id]
-        progress.update(shard.stop - shard.start)
-    results = [future.result() for future in futures]
+        progress.update(job.units(shard_of[future.task_run_id]))
+    results.update((shard.index, future.result()) for shard, future in zip(todo, futures))
     out_dir = Path(next(iter(stage.outs.values())))
-    stage.module.publish(*args, job, results, out_dir)
-    return len(results)
+    stage.module.publish(*args, job, [results[s.index] for s in job.shards], out_dir)
+    return len(job.shards)
 
 
 def run_sharded(name: str, params: str, runner: str, workers: int, dask_address: str | None,

@@ -1,10 +1,12 @@
+import dataclasses
+
 import pyarrow as pa
 import pytest
 
 from tinybert import sharding
 from tinybert.errors import InputError
-from tinybert.io import read_sharded, write_parquet
-from tinybert.sharding import Progress, Shard, ShardJob, ShardProgress, plan_shards, publish_shards
+from tinybert.io import read_sharded, write_json, write_parquet
+from tinybert.sharding import Progress, Shard, ShardJob, ShardProgress, finished_shards, plan_shards, publish_shards
 
 
 def test_shards_cover_every_row_once_in_order():
@@ -46,6 +48,24 @@ def _job_with_shards(tmp_path, sizes: list[int]) -> ShardJob:
         shards.append(shard)
         start += size
     return ShardJob(compute="unused:unused", context=(), work_dir=work, shards=tuple(shards))
+
+
+def test_progress_counts_a_jobs_work_in_its_unit_and_rows_by_default(tmp_path):
+    job = _job_with_shards(tmp_path, [3, 2])
+    rows = Progress.of("prepare-corpus", job)
+    assert (rows.total, rows.unit) == (5, "rows")
+    examples = Progress.of("augment", dataclasses.replace(job, unit="examples", work=(3, 0)))
+    assert (examples.total, examples.unit) == (3, "examples")
+
+
+def test_shards_an_earlier_run_finished_are_not_counted_as_this_runs_work(tmp_path):
+    job = _job_with_shards(tmp_path, [3, 2])
+    write_json(job.work_dir / f"{job.shards[0].file}.json", {"rows": 3})
+    (job.work_dir / job.shards[1].file).unlink()  # shard 1 is still to do
+    progress = Progress.of("augment", job)
+    assert finished_shards(job, progress) == {0: {"rows": 3}}
+    # shard 0 counts as done but not towards the rate; only shard 1's rows are left for the ETA
+    assert (progress.done_shards, progress.done_units, progress.total) == (1, 0, 2)
 
 
 def test_published_files_hold_a_fixed_number_of_rows_whatever_the_shards(tmp_path, monkeypatch):

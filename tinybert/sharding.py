@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -59,9 +59,17 @@ class ShardJob:
     context: tuple  # the stage's own arguments (configs and paths)
     work_dir: Path
     shards: tuple[Shard, ...]
+    # What progress counts and how many of them each shard holds (default: its rows). Augment
+    # counts the examples it augments: rows past max_examples are only copied, so counting them
+    # would make the rate and ETA wrong.
+    unit: str = "rows"
+    work: tuple[int, ...] | None = None
 
     def done(self, shard: Shard) -> bool:
         return (self.work_dir / shard.file).is_file()
+
+    def units(self, shard: Shard) -> int:
+        return shard.stop - shard.start if self.work is None else self.work[shard.index]
 
 
 def compute_shard(job: ShardJob, shard: Shard) -> dict:
@@ -85,6 +93,10 @@ class Progress:
     def __init__(self, name: str, shards: int, unit_total: int, unit: str):
         self.name, self.shards, self.total, self.unit = name, shards, unit_total, unit
         self.done_shards, self.done_units, self.began, self.last = 0, 0, time.monotonic(), 0.0
+
+    @classmethod
+    def of(cls, name: str, job: ShardJob) -> Progress:
+        return cls(name, len(job.shards), sum(job.units(s) for s in job.shards), job.unit)
 
     def update(self, units: int, skipped: bool = False) -> None:
         self.done_shards += 1
@@ -124,18 +136,25 @@ class ShardProgress:
               f"{self.done}/{self.total} {self.unit}, {rate:.1f} {self.unit}/s", file=sys.stderr, flush=True)
 
 
-def run_shards(job: ShardJob, workers: int, progress: Progress, units: Callable[[Shard], int]) -> list[dict]:
-    """Compute every shard of ``job`` with ``workers`` local processes (1: in this process)."""
+def finished_shards(job: ShardJob, progress: Progress) -> dict[int, dict]:
+    """The results of the shards an earlier run finished, by index. Progress counts them as
+    skipped: they are not work of this run, so they do not inflate its rate."""
     results: dict[int, dict] = {}
-    todo = [s for s in job.shards if not job.done(s)]
     for shard in job.shards:
         if job.done(shard):
             results[shard.index] = compute_shard(job, shard)
-            progress.update(units(shard), skipped=True)
+            progress.update(job.units(shard), skipped=True)
+    return results
+
+
+def run_shards(job: ShardJob, workers: int, progress: Progress) -> list[dict]:
+    """Compute every shard of ``job`` with ``workers`` local processes (1: in this process)."""
+    results = finished_shards(job, progress)
+    todo = [s for s in job.shards if s.index not in results]
     if workers <= 1:
         for shard in todo:
             results[shard.index] = compute_shard(job, shard)
-            progress.update(units(shard))
+            progress.update(job.units(shard))
     else:
         # spawn, not fork: torch and tokenizers hold threads that fork would copy half-way.
         context = multiprocessing.get_context("spawn")
@@ -146,7 +165,7 @@ def run_shards(job: ShardJob, workers: int, progress: Progress, units: Callable[
             for future in concurrent.futures.as_completed(futures):
                 shard = futures[future]
                 results[shard.index] = future.result()
-                progress.update(units(shard))
+                progress.update(job.units(shard))
     return [results[s.index] for s in job.shards]
 
 

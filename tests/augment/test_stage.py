@@ -254,3 +254,10 @@ def test_the_stage_batches_the_mlm_as_auto_resolves_for_the_device_it_runs_on(gl
     mlm = stage._models(AugmentConfig(glove=glove_file), mlm_dir).mlm
     device = "cuda" if torch.cuda.is_available() else "cpu"
     assert (mlm.batch_size, mlm.batch_tokens) == stage.AUTO_MLM_BATCH[device]
+
+
+def test_progress_counts_the_examples_augmented_not_the_rows_only_copied(tmp_path, glove_file, mlm_dir):
+    rows = [(f"the cat number {i}", None, float(i % 2), i) for i in range(5)]
+    cfg = AugmentConfig(glove=glove_file, k=1, n_aug=2, max_examples=3, shard_rows=2)
+    job = stage.plan(cfg, task_dir=write_task(tmp_path / "task", rows), mlm_dir=mlm_dir)
+    assert (job.unit, job.work) == ("examples", (2, 1, 0))

@@ -30,6 +30,7 @@ def test_shards_mapped_over_a_task_runner_give_the_dvc_output_byte_for_byte(shar
     assert len(expected) >= 2  # the rows and the manifest
     assert files(shard_repo / "data/augmented") == expected
     assert "[augment] shards 4/4" in result.stderr + result.stdout
+    assert "examples/s" in result.stderr + result.stdout  # what the stage augments, as under dvc repro
     assert "up to date" in run(shard_repo, "dvc", "status", "augment").stdout  # recorded, as dvc repro would
 
 

@@ -217,11 +217,14 @@ def plan(cfg: AugmentConfig, *, task_dir: Path, mlm_dir: Path, **_outs) -> Shard
     mlm_sha256 = content_sha256(mlm_dir)
     fingerprint = (cfg.model_dump(exclude={"workers", "batch_size", "batch_tokens"}), file_sha256(Path(task_dir) / "train.parquet"),
                    mlm_sha256, content_sha256(resolve(cfg.glove, "augment.glove")))
+    shards = tuple(plan_shards(num_rows, cfg.shard_rows))
     return ShardJob(
         compute="tinybert.augment.stage:augment_shard",
         context=AugmentJobContext(cfg, Path(task_dir), Path(mlm_dir), mlm_sha256),
         work_dir=checkpoint_dir("augment", fingerprint, module=__name__),
-        shards=tuple(plan_shards(num_rows, cfg.shard_rows)),
+        shards=shards,
+        unit="examples",
+        work=tuple(augmented_sentences(cfg, shard) for shard in shards),
     )
 
 
@@ -258,7 +261,5 @@ def run(cfg: AugmentConfig, *, task_dir: Path, mlm_dir: Path, out_dir: Path) -> 
     backbone setting is not read here; the manifest records the digest of the MLM folder used.
     """
     job = plan(cfg, task_dir=task_dir, mlm_dir=mlm_dir)
-    units = lambda shard: augmented_sentences(cfg, shard)  # noqa: E731
-    progress = Progress("augment", len(job.shards), sum(units(s) for s in job.shards), "examples")
-    results = run_shards(job, cfg.workers, progress, units)
+    results = run_shards(job, cfg.workers, Progress.of("augment", job))
     publish(cfg, job, results, out_dir)

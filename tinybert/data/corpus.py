@@ -421,7 +421,7 @@ def plan(backbone: BackboneConfig, cfg: CorpusConfig, **_paths) -> ShardJob:
         shutil.rmtree(work_dir, ignore_errors=True)
         raise
     return ShardJob(compute="tinybert.data.corpus:tokenize_shard", context=(backbone, cfg), work_dir=work_dir,
-                    shards=tuple(shards))
+                    shards=tuple(shards), unit="documents")
 
 
 def publish(backbone: BackboneConfig, cfg: CorpusConfig, job: ShardJob, results: list[dict], out_dir: Path) -> dict:
@@ -447,6 +447,5 @@ def run(backbone: BackboneConfig, cfg: CorpusConfig, *, out_dir: Path) -> None:
     Resumable at two levels: documents already split into shards are not read again into
     files, and token shards already written are not recomputed."""
     job = plan(backbone, cfg)
-    progress = Progress("prepare-corpus", len(job.shards), sum(s.stop - s.start for s in job.shards), "documents")
-    results = run_shards(job, cfg.workers, progress, lambda shard: shard.stop - shard.start)
+    results = run_shards(job, cfg.workers, Progress.of("prepare-corpus", job))
     publish(backbone, cfg, job, results, out_dir)
