@@ -71,7 +71,8 @@ def _map_shards(name: str, params: str) -> int:
     futures = shard_task.map(unmapped(job), todo)
     shard_of = {future.task_run_id: shard for future, shard in zip(futures, todo)}
     for future in as_completed(futures):
-        progress.update(job.units(shard_of[future.task_run_id]))
+        if future.state.is_completed():  # a failed shard raises below, after the others end
+            progress.update(job.units(shard_of[future.task_run_id]))
     results.update((shard.index, future.result()) for shard, future in zip(todo, futures))
     out_dir = Path(next(iter(stage.outs.values())))
     stage.module.publish(*args, job, [results[s.index] for s in job.shards], out_dir)

@@ -60,12 +60,21 @@ def test_progress_counts_a_jobs_work_in_its_unit_and_rows_by_default(tmp_path):
 
 def test_shards_an_earlier_run_finished_are_not_counted_as_this_runs_work(tmp_path):
     job = _job_with_shards(tmp_path, [3, 2])
-    write_json(job.work_dir / f"{job.shards[0].file}.json", {"rows": 3})
-    (job.work_dir / job.shards[1].file).unlink()  # shard 1 is still to do
+    write_json(job.stats_file(job.shards[0]), {"rows": 3})
+    # shard 1's file has no stats beside it: cut off while writing them, so it is still to do
     progress = Progress.of("augment", job)
     assert finished_shards(job, progress) == {0: {"rows": 3}}
+    assert not job.done(job.shards[1])
     # shard 0 counts as done but not towards the rate; only shard 1's rows are left for the ETA
     assert (progress.done_shards, progress.done_units, progress.total) == (1, 0, 2)
+
+
+def test_a_job_refuses_work_that_does_not_match_its_shards(tmp_path):
+    job = _job_with_shards(tmp_path, [3, 2])
+    with pytest.raises(ValueError, match="work lists 1 shards, the job has 2"):
+        dataclasses.replace(job, work=(3,))
+    with pytest.raises(ValueError, match="numbered 0..n-1"):
+        dataclasses.replace(job, shards=job.shards[::-1])
 
 
 def test_published_files_hold_a_fixed_number_of_rows_whatever_the_shards(tmp_path, monkeypatch):

@@ -65,8 +65,19 @@ class ShardJob:
     unit: str = "rows"
     work: tuple[int, ...] | None = None
 
+    def __post_init__(self):
+        if [s.index for s in self.shards] != list(range(len(self.shards))):
+            raise ValueError("shards must be numbered 0..n-1 in order")
+        if self.work is not None and len(self.work) != len(self.shards):
+            raise ValueError(f"work lists {len(self.work)} shards, the job has {len(self.shards)}")
+
+    def stats_file(self, shard: Shard) -> Path:
+        return self.work_dir / f"{shard.file}.json"
+
     def done(self, shard: Shard) -> bool:
-        return (self.work_dir / shard.file).is_file()
+        """Finished by an earlier run: a shard file without its stats is recomputed, never
+        half-trusted (:func:`compute_shard` writes the stats first)."""
+        return (self.work_dir / shard.file).is_file() and self.stats_file(shard).is_file()
 
     def units(self, shard: Shard) -> int:
         return shard.stop - shard.start if self.work is None else self.work[shard.index]
@@ -74,21 +85,20 @@ class ShardJob:
 
 def compute_shard(job: ShardJob, shard: Shard) -> dict:
     """Compute one shard unless it is already done; return its row count and stats."""
-    stats_path = job.work_dir / f"{shard.file}.json"
-    if job.done(shard) and stats_path.is_file():
-        return read_json(stats_path)
+    if job.done(shard):
+        return read_json(job.stats_file(shard))
     module, name = job.compute.split(":")
     table, stats = getattr(importlib.import_module(module), name)(job, shard)
     job.work_dir.mkdir(parents=True, exist_ok=True)
-    # Stats first: a shard file without its stats is recomputed, never half-trusted.
-    write_json(stats_path, {"rows": table.num_rows, **stats})
+    write_json(job.stats_file(shard), {"rows": table.num_rows, **stats})
     with atomic_file(job.work_dir / shard.file) as tmp:
         write_parquet(table, tmp)
     return {"rows": table.num_rows, **stats}
 
 
 class Progress:
-    """Shards done, rows/s and ETA on stderr, at most once a second (and at the end)."""
+    """Shards done, units/s (the job's unit: examples, documents) and ETA on stderr, at most
+    once a second (and at the end)."""
 
     def __init__(self, name: str, shards: int, unit_total: int, unit: str):
         self.name, self.shards, self.total, self.unit = name, shards, unit_total, unit
@@ -142,7 +152,7 @@ def finished_shards(job: ShardJob, progress: Progress) -> dict[int, dict]:
     results: dict[int, dict] = {}
     for shard in job.shards:
         if job.done(shard):
-            results[shard.index] = compute_shard(job, shard)
+            results[shard.index] = read_json(job.stats_file(shard))
             progress.update(job.units(shard), skipped=True)
     return results
 
