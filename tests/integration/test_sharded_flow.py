@@ -1,6 +1,8 @@
-"""Prefect maps augment's shards over a task runner and writes what `dvc repro` writes."""
+"""Prefect maps a sharded stage's shards (augment, prepare-corpus) over a task runner and writes
+what `dvc repro` writes."""
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -29,9 +31,57 @@ def test_shards_mapped_over_a_task_runner_give_the_dvc_output_byte_for_byte(shar
     expected = files(built_repo / "data/augmented")
     assert len(expected) >= 2  # the rows and the manifest
     assert files(shard_repo / "data/augmented") == expected
-    assert "[augment] shards 4/4" in result.stderr + result.stdout
-    assert "examples/s" in result.stderr + result.stdout  # what the stage augments, as under dvc repro
+    # the rate counts what the stage augments, as under dvc repro
+    assert re.search(r"\[augment\] shards 4/4, [\d.]+ examples/s", result.stderr + result.stdout)
     assert "up to date" in run(shard_repo, "dvc", "status", "augment").stdout  # recorded, as dvc repro would
+
+
+def test_prepare_corpus_shards_mapped_over_worker_processes_give_the_dvc_output_byte_for_byte(shard_repo, built_repo):
+    shutil.rmtree(shard_repo / "data/corpus", ignore_errors=True)
+    result = run(shard_repo, "python", "-m", "flows.sharded", "prepare-corpus", "--runner", "processes",
+                 "--workers", "2")
+    assert files(shard_repo / "data/corpus") == files(built_repo / "data/corpus")
+    # 40 documents, 10 a shard
+    assert re.search(r"\[prepare-corpus\] shards 4/4, [\d.]+ documents/s", result.stderr + result.stdout)
+    assert "up to date" in run(shard_repo, "dvc", "status", "prepare-corpus").stdout
+
+
+RESUME_DRIVER = """
+from pathlib import Path
+from tinybert.augment import stage
+from tinybert.config import load_params
+from tinybert.sharding import compute_shard
+from tinybert.stages import BY_NAME
+
+augment = BY_NAME["augment"]
+deps = {k: Path(v).resolve() for k, v in augment.deps.items()}
+job = stage.plan(*augment.arguments(load_params("params.yaml")), **deps)
+for shard in job.shards[:2]:
+    compute_shard(job, shard)  # what an interrupted run left
+
+real = stage.augment_shard
+
+
+def recorded(job, shard):
+    with open("computed", "a") as f:
+        f.write(f"{shard.index}\\n")
+    return real(job, shard)
+
+
+stage.augment_shard = recorded
+from flows.sharded import run_sharded
+run_sharded("augment", "params.yaml", "threads", 2, None)
+"""
+
+
+def test_a_resumed_flow_maps_only_the_shards_still_missing(shard_repo, built_repo):
+    shutil.rmtree(shard_repo / "data/augmented", ignore_errors=True)
+    (shard_repo / "computed").unlink(missing_ok=True)
+    (shard_repo / "resume.py").write_text(RESUME_DRIVER)
+    result = run(shard_repo, "python", "resume.py")
+    assert sorted((shard_repo / "computed").read_text().split()) == ["2", "3"]
+    assert files(shard_repo / "data/augmented") == files(built_repo / "data/augmented")
+    assert "[augment] shards 4/4" in result.stderr + result.stdout
 
 
 FLAKY_DRIVER = """
