@@ -70,10 +70,18 @@ def _map_shards(name: str, params: str) -> int:
     todo = [s for s in job.shards if s.index not in results]
     futures = shard_task.map(unmapped(job), todo)
     shard_of = {future.task_run_id: shard for future, shard in zip(futures, todo)}
+    failures = []
     for future in as_completed(futures):
-        if future.state.is_completed():  # a failed shard raises below, after the others end
-            progress.update(job.units(shard_of[future.task_run_id]))
-    results.update((shard.index, future.result()) for shard, future in zip(todo, futures))
+        shard = shard_of[future.task_run_id]
+        # Not future.state: a worker process's future may still report the state it had in the API.
+        try:
+            results[shard.index] = future.result()
+        except Exception as err:  # after the shard's own retries
+            failures.append(err)
+        else:
+            progress.update(job.units(shard))
+    if failures:
+        raise failures[0]  # once the other shards have ended, so that a rerun resumes from them
     out_dir = Path(next(iter(stage.outs.values())))
     stage.module.publish(*args, job, [results[s.index] for s in job.shards], out_dir)
     return len(job.shards)
