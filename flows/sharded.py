@@ -24,7 +24,7 @@ from tasks.shard_tasks import shard_task
 from tasks.stage_tasks import check_flow_inputs, commit_stage
 from tinybert.config import load_params
 from tinybert.errors import InputError, first_line, one_line_errors
-from tinybert.sharding import Progress, finished_shards
+from tinybert.sharding import Progress, resume_shards
 from tinybert.stages import BY_NAME
 
 RUNNERS = ("threads", "processes", "dask")
@@ -66,8 +66,7 @@ def _map_shards(name: str, params: str) -> int:
     job = stage.module.plan(*args, **deps)
     job = dataclasses.replace(job, work_dir=job.work_dir.resolve())
     progress = Progress.of(name, job)
-    results = finished_shards(job, progress)  # a rerun maps only the shards still missing
-    todo = [s for s in job.shards if s.index not in results]
+    results, todo = resume_shards(job, progress)  # a rerun maps only the shards still missing
     futures = shard_task.map(unmapped(job), todo)
     shard_of = {future.task_run_id: shard for future, shard in zip(futures, todo)}
     failures = []

@@ -6,7 +6,7 @@ import pytest
 from tinybert import sharding
 from tinybert.errors import InputError
 from tinybert.io import read_sharded, write_json, write_parquet
-from tinybert.sharding import Progress, Shard, ShardJob, ShardProgress, finished_shards, plan_shards, publish_shards
+from tinybert.sharding import Progress, Shard, ShardJob, ShardProgress, plan_shards, publish_shards, resume_shards
 
 
 def test_shards_cover_every_row_once_in_order():
@@ -58,15 +58,26 @@ def test_progress_counts_a_jobs_work_in_its_unit_and_rows_by_default(tmp_path):
     assert (examples.total, examples.unit) == (3, "examples")
 
 
-def test_shards_an_earlier_run_finished_are_not_counted_as_this_runs_work(tmp_path):
-    job = _job_with_shards(tmp_path, [3, 2])
+def test_shards_an_earlier_run_finished_are_not_counted_as_this_runs_work(tmp_path, capsys):
+    job = _job_with_shards(tmp_path, [3, 2, 4])
     write_json(job.stats_file(job.shards[0]), {"rows": 3})
     # shard 1's file has no stats beside it: cut off while writing them, so it is still to do
     progress = Progress.of("augment", job)
-    assert finished_shards(job, progress) == {0: {"rows": 3}}
-    assert not job.done(job.shards[1])
-    # shard 0 counts as done but not towards the rate; only shard 1's rows are left for the ETA
-    assert (progress.done_shards, progress.done_units, progress.total) == (1, 0, 2)
+    results, todo = resume_shards(job, progress)
+    assert results == {0: {"rows": 3}}
+    assert todo == [job.shards[1], job.shards[2]]
+    # shard 0 counts as done but not towards the rate; only the other shards' rows are left for the ETA
+    assert (progress.done_shards, progress.done_units, progress.total) == (1, 0, 6)
+    assert capsys.readouterr().err == "[augment] shards 1/3 done by an earlier run; resuming\n"
+    progress.update(2)
+    assert capsys.readouterr().err.startswith("[augment] shards 2/3 (1 resumed), ")
+
+
+def test_a_fresh_run_says_nothing_of_an_earlier_one(tmp_path, capsys):
+    job = _job_with_shards(tmp_path, [3, 2])
+    results, todo = resume_shards(job, Progress.of("augment", job))
+    assert (results, todo) == ({}, list(job.shards))
+    assert capsys.readouterr().err == ""
 
 
 def test_a_job_refuses_work_that_does_not_match_its_shards(tmp_path):

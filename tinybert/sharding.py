@@ -103,17 +103,26 @@ class Progress:
     def __init__(self, name: str, shards: int, unit_total: int, unit: str):
         self.name, self.shards, self.total, self.unit = name, shards, unit_total, unit
         self.done_shards, self.done_units, self.began, self.last = 0, 0, time.monotonic(), 0.0
+        self.resumed_shards = 0
 
     @classmethod
     def of(cls, name: str, job: ShardJob) -> Progress:
         return cls(name, len(job.shards), sum(job.units(s) for s in job.shards), job.unit)
 
-    def update(self, units: int, skipped: bool = False) -> None:
+    def resumed(self, shards: int, units: int) -> None:
+        """Count the shards an earlier run finished as done, in one line, but not as this run's
+        work: they would inflate its rate, and the ETA counts only the units still to do."""
+        if not shards:
+            return
+        self.done_shards += shards
+        self.resumed_shards += shards
+        self.total -= units
+        print(f"[{self.name}] shards {self.done_shards}/{self.shards} done by an earlier run; resuming",
+              file=sys.stderr, flush=True)
+
+    def update(self, units: int) -> None:
         self.done_shards += 1
-        if skipped:
-            self.total -= units
-        else:
-            self.done_units += units
+        self.done_units += units
         now = time.monotonic()
         if now - self.last < 1.0 and self.done_shards < self.shards:
             return
@@ -121,7 +130,8 @@ class Progress:
         rate = self.done_units / max(now - self.began, 1e-9)
         left = max(self.total - self.done_units, 0)
         eta = f"{left / rate:.0f}s" if rate > 0 else "?"
-        print(f"[{self.name}] shards {self.done_shards}/{self.shards}, {rate:.1f} {self.unit}/s, ETA {eta}",
+        resumed = f" ({self.resumed_shards} resumed)" if self.resumed_shards else ""
+        print(f"[{self.name}] shards {self.done_shards}/{self.shards}{resumed}, {rate:.1f} {self.unit}/s, ETA {eta}",
               file=sys.stderr, flush=True)
 
 
@@ -146,21 +156,17 @@ class ShardProgress:
               f"{self.done}/{self.total} {self.unit}, {rate:.1f} {self.unit}/s", file=sys.stderr, flush=True)
 
 
-def finished_shards(job: ShardJob, progress: Progress) -> dict[int, dict]:
-    """The results of the shards an earlier run finished, by index. Progress counts them as
-    skipped: they are not work of this run, so they do not inflate its rate."""
-    results: dict[int, dict] = {}
-    for shard in job.shards:
-        if job.done(shard):
-            results[shard.index] = read_json(job.stats_file(shard))
-            progress.update(job.units(shard), skipped=True)
-    return results
+def resume_shards(job: ShardJob, progress: Progress) -> tuple[dict[int, dict], list[Shard]]:
+    """The results of the shards an earlier run finished, by index, and the shards still to
+    compute. Progress counts the finished ones as an earlier run's (:meth:`Progress.resumed`)."""
+    results = {s.index: read_json(job.stats_file(s)) for s in job.shards if job.done(s)}
+    progress.resumed(len(results), sum(job.units(job.shards[i]) for i in results))
+    return results, [s for s in job.shards if s.index not in results]
 
 
 def run_shards(job: ShardJob, workers: int, progress: Progress) -> list[dict]:
     """Compute every shard of ``job`` with ``workers`` local processes (1: in this process)."""
-    results = finished_shards(job, progress)
-    todo = [s for s in job.shards if s.index not in results]
+    results, todo = resume_shards(job, progress)
     if workers <= 1:
         for shard in todo:
             results[shard.index] = compute_shard(job, shard)

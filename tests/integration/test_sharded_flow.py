@@ -81,7 +81,9 @@ def test_a_resumed_flow_maps_only_the_shards_still_missing(shard_repo, built_rep
     result = run(shard_repo, "python", "resume.py")
     assert sorted((shard_repo / "computed").read_text().split()) == ["2", "3"]
     assert files(shard_repo / "data/augmented") == files(built_repo / "data/augmented")
-    assert "[augment] shards 4/4" in result.stderr + result.stdout
+    log = result.stderr + result.stdout
+    assert "[augment] shards 2/4 done by an earlier run; resuming" in log
+    assert re.search(r"\[augment\] shards 4/4 \(2 resumed\), [\d.]+ examples/s", log)
 
 
 FLAKY_DRIVER = """
