@@ -179,6 +179,9 @@ class AugmentConfig(Section):
 
 
 class TeacherConfig(Section):
+    # A classifier already fine-tuned on this task (its labels in the task's order, the backbone's
+    # vocabulary) is the teacher as it is; null fine-tunes backbone.model on the task.
+    model: str | None = None
     max_seq_len: TaskLength = "auto"
     train: TrainSchedule = TrainSchedule(epochs=3, lr=2e-5)
 

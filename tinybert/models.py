@@ -171,11 +171,12 @@ def save_model(model, tokenizer, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
-def publish_trained_model(out_dir: Path, model, tokenizer, logs: dict[str, list[dict]], report: dict, checkpoints: Path,
+def publish_trained_model(out_dir: Path, model, tokenizer, logs: dict[str, list[dict]], report: dict,
+                          checkpoints: Path | None,
                           *, tensor_files: dict[str, dict] | None = None) -> None:
     """A training stage's output, written atomically: the model folder, one loss-curve CSV per
     log (``NAME.csv``), ``training.json`` and each of ``tensor_files`` (file name -> tensors, in
-    safetensors); then the now useless resumable checkpoints go.
+    safetensors); then the now useless resumable checkpoints go (``None``: a stage that trained nothing).
     With several processes only process 0 writes: they all hold the same weights."""
     from tinybert.runtime import is_main_process
 
@@ -196,4 +197,5 @@ def publish_trained_model(out_dir: Path, model, tokenizer, logs: dict[str, list[
         write_json(tmp / "training.json", report)
         for name, tensors in (tensor_files or {}).items():
             save_file(tensors, tmp / name)
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    if checkpoints is not None:
+        shutil.rmtree(checkpoints, ignore_errors=True)
