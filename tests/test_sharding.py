@@ -73,6 +73,15 @@ def test_shards_an_earlier_run_finished_are_not_counted_as_this_runs_work(tmp_pa
     assert capsys.readouterr().err.startswith("[augment] shards 2/3 (1 resumed), ")
 
 
+def test_a_run_an_earlier_one_finished_says_nothing_is_left(tmp_path, capsys):
+    job = _job_with_shards(tmp_path, [3, 2])
+    for shard in job.shards:
+        write_json(job.stats_file(shard), {"rows": shard.stop - shard.start})
+    results, todo = resume_shards(job, Progress.of("augment", job))
+    assert (len(results), todo) == (2, [])
+    assert capsys.readouterr().err == "[augment] shards 2/2 done by an earlier run; nothing left to compute\n"
+
+
 def test_a_fresh_run_says_nothing_of_an_earlier_one(tmp_path, capsys):
     job = _job_with_shards(tmp_path, [3, 2])
     results, todo = resume_shards(job, Progress.of("augment", job))

@@ -13,29 +13,30 @@ from tinybert import teacher
 from tinybert.config import BackboneConfig, TeacherConfig
 from tinybert.errors import InputError
 
-PIECES = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "good", "bad"]
+# Words of the tokenizers' probes among them, so that a casing difference changes word pieces.
+PIECES = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "good", "bad", "hello", ",", "world", "!"]
 SMALL = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
 
 
-def saved(folder, model, pieces=PIECES):
+def saved(folder, model, pieces=PIECES, **tokenizer):
     model.save_pretrained(folder)
-    BertTokenizerFast(vocab={piece: i for i, piece in enumerate(pieces)}).save_pretrained(folder)
+    BertTokenizerFast(vocab={piece: i for i, piece in enumerate(pieces)}, **tokenizer).save_pretrained(folder)
     return folder
 
 
-def classifier(folder, num_labels=2, id2label=None, pieces=PIECES):
+def classifier(folder, num_labels=2, id2label=None, pieces=PIECES, **tokenizer):
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(pieces), num_labels=num_labels, **SMALL)
     if id2label is not None:
         config.id2label = dict(enumerate(id2label))
         config.label2id = {name: i for i, name in enumerate(id2label)}
-    return saved(folder, BertForSequenceClassification(config), pieces)
+    return saved(folder, BertForSequenceClassification(config), pieces, **tokenizer)
 
 
 @pytest.fixture
 def backbone(tmp_path):
     torch.manual_seed(1)
-    return saved(tmp_path / "backbone", BertModel(BertConfig(vocab_size=len(PIECES), **SMALL)))
+    return saved(tmp_path / "backbone", BertModel(BertConfig(vocab_size=len(PIECES), **SMALL)), model_max_length=24)
 
 
 def task_dir(tmp_path, label_names=("neg", "pos")):
@@ -68,24 +69,49 @@ def refused(tmp_path, backbone, model, *fragments, **task):
 def test_a_fine_tuned_classifier_is_published_as_the_teacher_unchanged(tmp_path, backbone):
     model = classifier(tmp_path / "sst2", id2label=["NEG", "POS"])
     out = take(tmp_path, backbone, model)
-    assert load_file(out / "model.safetensors").keys() == load_file(model / "model.safetensors").keys()
-    for name, weight in load_file(model / "model.safetensors").items():
-        assert torch.equal(load_file(out / "model.safetensors")[name], weight), name
-    published = BertForSequenceClassification.from_pretrained(out)
-    assert published.config.id2label == {0: "neg", 1: "pos"}  # the task's names, as a fine-tuned teacher has
+    given, published = load_file(model / "model.safetensors"), load_file(out / "model.safetensors")
+    assert published.keys() == given.keys()
+    for name, weight in given.items():
+        assert torch.equal(published[name], weight), name
+    assert BertForSequenceClassification.from_pretrained(out).config.id2label == {0: "neg", 1: "pos"}  # the task's names
     report = json.loads((out / "training.json").read_text())
     assert report == {"fine_tuned_here": False, "source": str(model)}
     assert not list(out.glob("*.csv"))  # no training, no loss curve
+    # with the backbone's tokenizer, which the general student learnt, its settings included
+    assert BertTokenizerFast.from_pretrained(out).model_max_length == 24
 
 
-def test_unnamed_labels_are_taken_in_the_tasks_order(tmp_path, backbone):
-    out = take(tmp_path, backbone, classifier(tmp_path / "m"))  # transformers' LABEL_0, LABEL_1
-    assert BertForSequenceClassification.from_pretrained(out).config.id2label == {0: "neg", 1: "pos"}
+def logits(folder, ids=((2, 5, 6, 3), (2, 7, 8, 3))):
+    model = BertForSequenceClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        return model(input_ids=torch.tensor(ids)).logits
 
 
-def test_a_task_labelled_by_numbers_takes_a_named_models_outputs_by_index(tmp_path, backbone):
-    out = take(tmp_path, backbone, classifier(tmp_path / "m", id2label=["negative", "positive"]), label_names=("0", "1"))
-    assert BertForSequenceClassification.from_pretrained(out).config.id2label == {0: "0", 1: "1"}
+def test_the_same_classes_in_another_order_are_put_in_the_tasks_order(tmp_path, backbone):
+    # an MNLI teacher trained on `datasets`' order, for the reference's order of the classes
+    model = classifier(tmp_path / "mnli", num_labels=3, id2label=["entailment", "neutral", "contradiction"])
+    out = take(tmp_path, backbone, model, label_names=("contradiction", "entailment", "neutral"))
+    assert torch.equal(logits(out), logits(model)[:, [2, 0, 1]])
+    assert json.loads((out / "training.json").read_text())["outputs_reordered_from"] == [
+        "entailment", "neutral", "contradiction"]
+
+
+def test_classes_numbered_on_both_sides_are_matched_by_number(tmp_path, backbone):
+    model = classifier(tmp_path / "m", id2label=["1", "0"])
+    out = take(tmp_path, backbone, model, label_names=("0", "1"))
+    assert torch.equal(logits(out), logits(model)[:, [1, 0]])
+
+
+@pytest.mark.parametrize("model_names, task_names", [
+    (None, ("neg", "pos")),  # transformers' LABEL_0, LABEL_1
+    (["negative", "positive"], ("0", "1")),  # a task labelled by numbers names its classes by index
+    (["0", "1"], ("neg", "pos")),
+])
+def test_classes_named_on_one_side_only_are_taken_by_index(tmp_path, backbone, model_names, task_names):
+    model = classifier(tmp_path / "m", id2label=model_names)
+    out = take(tmp_path, backbone, model, label_names=task_names)
+    assert torch.equal(logits(out), logits(model))
+    assert BertForSequenceClassification.from_pretrained(out).config.id2label == dict(enumerate(task_names))
 
 
 def test_a_regression_model_teaches_a_regression_task(tmp_path, backbone):
@@ -98,15 +124,21 @@ def test_a_classifier_with_another_number_of_labels_is_refused(tmp_path, backbon
             "the task has 2 labels (neg, pos)")
 
 
-def test_labels_in_another_order_are_refused_naming_both_orders(tmp_path, backbone):
-    refused(tmp_path, backbone, classifier(tmp_path / "m", id2label=["positive", "negative"]),
-            "['positive', 'negative']", "['negative', 'positive']", "task.label_names",
+def test_a_classifier_of_other_classes_is_refused_naming_both(tmp_path, backbone):
+    refused(tmp_path, backbone, classifier(tmp_path / "m", id2label=["spam", "ham"]),
+            "['spam', 'ham']", "['negative', 'positive']", "must predict the task's classes",
             label_names=("negative", "positive"))
 
 
 def test_a_model_with_another_vocabulary_than_the_backbone_is_refused(tmp_path, backbone):
     other = [*PIECES[:5], "hello", "world", "the", "cat"]
     refused(tmp_path, backbone, classifier(tmp_path / "m", pieces=other), "does not split words as backbone.model")
+
+
+def test_a_model_that_keeps_case_is_refused_for_a_lowercasing_backbone(tmp_path, backbone):
+    # same vocabulary, but "Hello" stays unknown where the backbone reads "hello"
+    refused(tmp_path, backbone, classifier(tmp_path / "cased", do_lower_case=False),
+            "does not split words as backbone.model")
 
 
 def test_an_encoder_without_a_classification_head_is_refused(tmp_path, backbone):

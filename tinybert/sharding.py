@@ -117,7 +117,8 @@ class Progress:
         self.done_shards += shards
         self.resumed_shards += shards
         self.total -= units
-        print(f"[{self.name}] shards {self.done_shards}/{self.shards} done by an earlier run; resuming",
+        left = "nothing left to compute" if self.done_shards == self.shards else "resuming"
+        print(f"[{self.name}] shards {self.done_shards}/{self.shards} done by an earlier run; {left}",
               file=sys.stderr, flush=True)
 
     def update(self, units: int) -> None:

@@ -3,6 +3,7 @@ already fine-tuned on the task (``teacher.model``) as it is."""
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ from tinybert.training import BatchSource, checkpoint_dir, seed_everything, trai
 def run(backbone: BackboneConfig, cfg: TeacherConfig, *, task_dir: Path, out_dir: Path) -> None:
     labels = read_task_labels(task_dir)
     if cfg.model is not None:
-        return _take_fine_tuned(backbone, cfg.model, labels, out_dir)
+        return _take_fine_tuned(backbone, cfg, labels, out_dir)
     regression = labels["task_type"] == "regression"
     seed_everything(cfg.train.seed)
     tokenizer = load_tokenizer(backbone.model, "backbone.model")
@@ -54,39 +55,70 @@ def run(backbone: BackboneConfig, cfg: TeacherConfig, *, task_dir: Path, out_dir
 
 
 # Strings whose word pieces must come out the same from both tokenizers: casing, accents,
-# punctuation and a word outside a small vocabulary.
-_PROBES = ("Hello, World! It's 2019.", "Naïve café AND résumé", "unbelievably [odd] text?")
+# punctuation, Chinese characters (split one by one or not) and words outside a small vocabulary.
+_PROBES = ("Hello, World! It's 2019.", "Naïve café AND résumé", "東京は日本の首都", "unbelievably [odd] text?")
+_UNNAMED = re.compile(r"LABEL_\d+")  # transformers' name for an output nobody named
 
 
-def _take_fine_tuned(backbone: BackboneConfig, path: str, labels: dict, out_dir: Path) -> None:
-    """Publish a classifier fine-tuned elsewhere as the teacher, unchanged, once it is known to
-    fit the task (its number and order of labels) and the student (it reads the backbone's word
-    pieces: the general student learnt the backbone's vocabulary, and task distillation feeds
-    both models the same token ids)."""
-    what = "teacher.model"
+def _take_fine_tuned(backbone: BackboneConfig, cfg: TeacherConfig, labels: dict, out_dir: Path) -> None:
+    """Publish a classifier fine-tuned elsewhere as the teacher, once it is known to fit the task
+    (its classes, put in the task's order) and the student (it reads the backbone's word pieces:
+    the general student learnt the backbone's vocabulary, and task distillation feeds both models
+    the same token ids)."""
+    what, path = "teacher.model", cfg.model
+    print(f"[teacher] {what} is the teacher as it is: teacher.train and teacher.max_seq_len are not used",
+          file=sys.stderr, flush=True)
     model = load_classifier(path, what=what)
-    tokenizer = load_tokenizer(path, what)
     regression = labels["task_type"] == "regression"
     wanted = 1 if regression else labels["num_labels"]
     if model.config.num_labels != wanted:
         task = "a regression task (1 output)" if regression else f"{wanted} labels ({', '.join(labels['label_names'])})"
         raise InputError(f"{what}: {path} predicts {model.config.num_labels} labels; the task has {task}")
+    report = {"fine_tuned_here": False, "source": str(path)}
     if not regression:
         theirs = [str(model.config.id2label[i]) for i in range(wanted)]
         ours = [str(name) for name in labels["label_names"]]
-        # Names can be compared only where both sides have them: "LABEL_0"... is transformers' name
-        # for an unnamed output, and a task labelled 0, 1... names its classes by the model's index.
-        named = not all(re.fullmatch(r"LABEL_\d+", name) for name in theirs)
-        numbered = all(re.fullmatch(r"-?\d+(\.\d*)?", name) for name in ours)
-        if named and not numbered and [n.lower() for n in theirs] != [n.lower() for n in ours]:
-            raise InputError(f"{what}: {path} labels its outputs {theirs}, the task's labels are {ours} "
-                             "(in that order; list task.label_names in the model's order)")
+        order = _outputs_in_task_order(theirs, ours, what, path)
+        if order != list(range(wanted)):
+            # e.g. an MNLI teacher trained on `datasets`' order (entailment, neutral, contradiction)
+            # for the reference's (contradiction, entailment, neutral): same classes, rows moved.
+            head = model.classifier
+            head.weight.data, head.bias.data = head.weight.data[order].clone(), head.bias.data[order].clone()
+            report["outputs_reordered_from"] = theirs
         model.config.id2label = dict(enumerate(ours))
         model.config.label2id = {name: i for i, name in enumerate(ours)}
     model.config.problem_type = "regression" if regression else "single_label_classification"
-    base = load_tokenizer(backbone.model, "backbone.model")
+    tokenizer, base = load_tokenizer(path, what), load_tokenizer(backbone.model, "backbone.model")
     if tokenizer.get_vocab() != base.get_vocab() or any(
             tokenizer(text)["input_ids"] != base(text)["input_ids"] for text in _PROBES):
         raise InputError(f"{what}: {path} does not split words as backbone.model ({backbone.model}) does "
                          "(another vocabulary or casing); the student reads the backbone's word pieces")
-    publish_trained_model(out_dir, model, tokenizer, {}, {"fine_tuned_here": False, "source": str(path)}, None)
+    # The backbone's tokenizer goes with it, so that the student ships with the tokenizer the
+    # general student learnt (its maximum length and other settings too).
+    publish_trained_model(out_dir, model, base, {}, report, None)
+
+
+def _outputs_in_task_order(theirs: list[str], ours: list[str], what: str, path: str) -> list[int]:
+    """For each of the task's classes, the model's output that predicts it. Names are compared
+    when both sides name their classes with words, or both with numbers; otherwise (outputs
+    ``LABEL_0``..., or words on one side and numbers on the other, as for GLUE's SST-2 labelled
+    0 and 1) the classes are taken by index."""
+
+    def number(name: str) -> float | None:
+        try:
+            return float(name)
+        except ValueError:
+            return None
+
+    our_numbers, their_numbers = [number(n) for n in ours], [number(n) for n in theirs]
+    if all(n is not None for n in our_numbers) and all(n is not None for n in their_numbers):
+        ours_keyed, theirs_keyed = our_numbers, their_numbers
+    elif (any(n is None for n in our_numbers) and all(n is None for n in their_numbers)
+          and not all(_UNNAMED.fullmatch(n) for n in theirs)):
+        ours_keyed, theirs_keyed = [n.lower() for n in ours], [n.lower() for n in theirs]
+    else:
+        return list(range(len(ours)))
+    if sorted(ours_keyed) != sorted(theirs_keyed):
+        raise InputError(f"{what}: {path} labels its outputs {theirs}, the task's classes are {ours}; "
+                         "a teacher must predict the task's classes")
+    return [theirs_keyed.index(key) for key in ours_keyed]
