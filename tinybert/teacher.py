@@ -25,10 +25,7 @@ def run(backbone: BackboneConfig, cfg: TeacherConfig, *, task_dir: Path, out_dir
     seed_everything(cfg.train.seed)
     tokenizer = load_tokenizer(backbone.model, "backbone.model")
     model = load_classifier(backbone.model, num_labels=labels["num_labels"], what="backbone.model")
-    model.config.problem_type = "regression" if regression else "single_label_classification"
-    if not regression:
-        model.config.id2label = dict(enumerate(labels["label_names"]))
-        model.config.label2id = {name: i for i, name in enumerate(labels["label_names"])}
+    _name_outputs(model, labels)
 
     max_seq_len = task_defaults.max_seq_len(cfg.max_seq_len, pairs=bool(labels.get("text_b")))
     data = encode_task(tokenizer, read_task_split(Path(task_dir) / "train.parquet"), max_seq_len)
@@ -52,6 +49,15 @@ def run(backbone: BackboneConfig, cfg: TeacherConfig, *, task_dir: Path, out_dir
     )
     report = {"train_examples": len(data), "max_seq_len": max_seq_len, "steps": len(log), "final_loss": log[-1]["loss"]}
     publish_trained_model(out_dir, model, tokenizer, {"train_log": log}, report, ckpt)
+
+
+def _name_outputs(model, labels: dict) -> None:
+    """The task's loss and class names in the classifier's config, as every teacher carries them."""
+    regression = labels["task_type"] == "regression"
+    model.config.problem_type = "regression" if regression else "single_label_classification"
+    if not regression:
+        model.config.id2label = dict(enumerate(labels["label_names"]))
+        model.config.label2id = {name: i for i, name in enumerate(labels["label_names"])}
 
 
 # Strings whose word pieces must come out the same from both tokenizers: casing, accents,
@@ -83,11 +89,9 @@ def _take_fine_tuned(backbone: BackboneConfig, cfg: TeacherConfig, labels: dict,
             # e.g. an MNLI teacher trained on `datasets`' order (entailment, neutral, contradiction)
             # for the reference's (contradiction, entailment, neutral): same classes, rows moved.
             head = model.classifier
-            head.weight.data, head.bias.data = head.weight.data[order].clone(), head.bias.data[order].clone()
+            head.weight.data, head.bias.data = head.weight.data[order], head.bias.data[order]  # indexing copies
             report["outputs_reordered_from"] = theirs
-        model.config.id2label = dict(enumerate(ours))
-        model.config.label2id = {name: i for i, name in enumerate(ours)}
-    model.config.problem_type = "regression" if regression else "single_label_classification"
+    _name_outputs(model, labels)
     tokenizer, base = load_tokenizer(path, what), load_tokenizer(backbone.model, "backbone.model")
     if tokenizer.get_vocab() != base.get_vocab() or any(
             tokenizer(text)["input_ids"] != base(text)["input_ids"] for text in _PROBES):
